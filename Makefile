@@ -1,0 +1,36 @@
+# Two commands: `make run` starts the product, `make test` runs the whole suite on PostgreSQL.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DATABASE_URL_TEST ?= postgres://postgres@127.0.0.1:5432/refunds
+
+.PHONY: run test venv check clean browser
+
+venv: $(STAMP)
+
+# The venv is rebuilt whenever requirements.txt changes.
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+run: venv
+	./bin/run
+
+# Browser tests drive Debian's Chromium (no browser download).
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser tests"; \
+	  apt-get install -y -q chromium >/dev/null; }
+
+check: venv
+	DATABASE_URL=$(DATABASE_URL_TEST) DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
+	DATABASE_URL=$(DATABASE_URL_TEST) DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check
+
+test: venv browser check
+	DATABASE_URL=$(DATABASE_URL_TEST) $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache

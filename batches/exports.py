@@ -1,0 +1,92 @@
+"""Results of a run as rows for CSV and JSON Lines (the download link and export_results)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import TextIO
+
+from .models import BatchRun, Image
+
+COLUMNS = [
+    "image_id",
+    "original_name",
+    "sha256",
+    "outcome",
+    "predicted_class",
+    "confidence",
+    "top3",
+    "needs_review",
+    "review_status",
+    "final_class",
+    "failure_reason",
+    "failure_detail",
+    "model_version",
+]
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def result_rows(run: BatchRun) -> Iterator[dict]:
+    """One row per image of the run, in image order, streamed from the database."""
+    version = run.model_version
+    images = Image.objects.filter(batch_runs=run).order_by("id").with_outcomes(version)
+    for image in images.iterator(chunk_size=2000):
+        yield image_row(image, version)
+
+
+def image_row(image: Image, version: str) -> dict:
+    row = dict.fromkeys(COLUMNS, "")
+    row.update(image_id=image.pk, original_name=image.original_name, sha256=image.sha256, model_version=version)
+    if image.hits:
+        prediction = image.hits[0]
+        review = getattr(prediction, "review", None)
+        row.update(
+            outcome="predicted",
+            predicted_class=prediction.predicted_class,
+            confidence=round(prediction.confidence, 4),
+            top3=";".join(f"{name}:{p:.3f}" for name, p in prediction.top(3)),
+            needs_review="yes" if review else "no",
+            review_status=review.status if review else "",
+            final_class=(review.final_class if review and review.final_class else prediction.predicted_class),
+        )
+    elif image.fails:
+        failure = image.fails[0]
+        row.update(outcome="failed", failure_reason=failure.reason, failure_detail=failure.detail)
+    else:
+        row["outcome"] = "pending"
+    return row
+
+
+class _Echo:
+    """A file-like object whose write() returns the line, so csv can feed a generator."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_lines(rows) -> Iterator[str]:
+    writer = csv.DictWriter(_Echo(), fieldnames=COLUMNS)
+    yield writer.writeheader()
+    for row in rows:
+        yield writer.writerow({key: _safe_cell(value) for key, value in row.items()})
+
+
+def jsonl_lines(rows) -> Iterator[str]:
+    for row in rows:
+        yield json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def write_csv(rows, stream: TextIO) -> None:
+    stream.writelines(csv_lines(rows))
+
+
+def write_jsonl(rows, stream: TextIO) -> None:
+    stream.writelines(jsonl_lines(rows))
+
+
+def _safe_cell(value):
+    """Keep spreadsheets from running a cell as a formula (a file name like '=HYPERLINK(...)')."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value

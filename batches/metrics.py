@@ -1,0 +1,100 @@
+"""Prometheus metrics: counters updated as predictions are written, batch figures read from the database.
+
+With several processes (gunicorn workers, qcluster) set PROMETHEUS_MULTIPROC_DIR: the
+counters are then shared through files in that folder, which `make run` wipes at start.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_CONFIDENCE = Histogram(
+    "prediction_confidence",
+    "Confidence of each prediction",
+    ["source"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+PREDICTIONS_BY_CLASS = Counter("predictions_by_class", "Predictions per predicted class", ["predicted_class", "source"])
+IMAGES_PROCESSED = Counter("images_processed", "Images classified or failed", ["outcome", "source"])
+
+
+def record_outcomes(predictions: list, failures: list, source: str) -> None:
+    for prediction in predictions:
+        PREDICTION_CONFIDENCE.labels(source).observe(prediction.confidence)
+        PREDICTIONS_BY_CLASS.labels(prediction.predicted_class, source).inc()
+    if predictions:
+        IMAGES_PROCESSED.labels("predicted", source).inc(len(predictions))
+    for failure in failures:
+        IMAGES_PROCESSED.labels(f"failed_{failure.reason}", source).inc()
+
+
+class DatabaseCollector:
+    """Batch-run figures read at scrape time, so every process reports the same numbers."""
+
+    def collect(self):
+        from reviews.models import ReviewItem
+
+        from .models import BatchRun
+
+        try:
+            runs = GaugeMetricFamily("batch_runs", "Batch runs by status", labels=["status"])
+            for status, count in BatchRun.objects.values_list("status").order_by().annotate(n=_count()):
+                runs.add_metric([status], count)
+            yield runs
+            yield GaugeMetricFamily(
+                "review_items_pending", "Predictions waiting for a reviewer", value=ReviewItem.objects.pending().count()
+            )
+            last = BatchRun.objects.exclude(status=BatchRun.Status.RUNNING).first()
+            if last is not None:
+                yield GaugeMetricFamily("batch_run_last_images", "Images in the last finished run", value=last.total)
+                yield GaugeMetricFamily(
+                    "batch_run_last_failed_images", "Failed images in the last finished run", value=last.n_failed
+                )
+                yield GaugeMetricFamily(
+                    "batch_run_last_duration_seconds",
+                    "Duration of the last finished run",
+                    value=last.duration_seconds or 0,
+                )
+                yield GaugeMetricFamily(
+                    "batch_run_last_images_per_second",
+                    "Throughput of the last finished run",
+                    value=last.images_per_second or 0,
+                )
+                yield GaugeMetricFamily(
+                    "batch_run_last_finished_timestamp_seconds",
+                    "When the last run finished",
+                    value=last.finished_at.timestamp(),
+                )
+        except Exception:  # a scrape must answer even when the database does not
+            logger.exception("cannot read batch figures for /metrics")
+
+
+def _count():
+    from django.db.models import Count
+
+    return Count("id")
+
+
+def metrics_view(request) -> HttpResponse:
+    from django.conf import settings
+
+    from classifier import metrics as model_metrics
+
+    model_metrics.refresh()
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        from prometheus_client import multiprocess
+
+        process_registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(process_registry)
+    else:
+        process_registry = REGISTRY
+    database_registry = CollectorRegistry(auto_describe=False)
+    database_registry.register(DatabaseCollector())
+    body = generate_latest(process_registry) + generate_latest(database_registry)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

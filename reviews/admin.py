@@ -2,7 +2,8 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from batches.admin import thumbnail_tag
 
@@ -108,7 +109,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
     @admin.display(description="Top 3")
     def top3(self, obj):
-        return format_html_join(format_html("<br>"), "{} {}", ((n, f"{p:.1%}") for n, p in obj.prediction.top(3)))
+        return format_html_join(mark_safe("<br>"), "{} {}", ((n, f"{p:.1%}") for n, p in obj.prediction.top(3)))
 
     @admin.display(description="Model version")
     def model_version(self, obj):

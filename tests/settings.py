@@ -14,8 +14,12 @@ os.environ["INBOX_DIR"] = str(TEST_ROOT / "inbox")
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 from refundsite.settings import *  # noqa: E402,F403
-from refundsite.settings import Q_CLUSTER  # noqa: E402
+from refundsite.settings import Q_CLUSTER, STORAGES  # noqa: E402
 
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # tasks run inline, in the test's process
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 INFERENCE_THREADS = 2
+STATIC_ROOT = TEST_ROOT / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}

@@ -31,4 +31,5 @@ class Command(BaseCommand):
                 for code in codes
             ]
             group.permissions.set(permissions)
-            self.stdout.write(f"group {name}: {', '.join(codes)}")
+            if options["verbosity"] > 0:
+                self.stdout.write(f"group {name}: {', '.join(codes)}")

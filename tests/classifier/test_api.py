@@ -1,0 +1,179 @@
+"""POST /predict, GET /health and GET /metrics with the real model."""
+
+import os
+import shutil
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from batches.models import Image
+from classifier import inference
+from tests.helpers import BAD_INPUTS, dev_photos, make_user, register_file
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client(trained_model):
+    inference.forget_loaded()
+    user = make_user("api-user")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return api
+
+
+@pytest.fixture
+def inbox():
+    settings.INBOX_DIR.mkdir(parents=True, exist_ok=True)
+    photo = dev_photos("val", per_class=1, classes=["watches"])[0][0]
+    shutil.copyfile(photo, settings.INBOX_DIR / "watch.jpg")
+    (settings.INBOX_DIR / "sub").mkdir(exist_ok=True)
+    shutil.copyfile(photo, settings.INBOX_DIR / "sub" / "watch 2.jpg")
+    yield settings.INBOX_DIR
+    shutil.rmtree(settings.INBOX_DIR, ignore_errors=True)
+
+
+def upload(client, *paths, names=None):
+    files = [open(path, "rb") for path in paths]
+    try:
+        if names:
+            from django.core.files.uploadedfile import SimpleUploadedFile
+
+            files = [SimpleUploadedFile(name, f.read()) for name, f in zip(names, files)]
+        return client.post("/predict", {"images": files}, format="multipart")
+    finally:
+        for f in files:
+            f.close()
+
+
+def test_it_requires_a_token():
+    response = APIClient().post("/predict", {"image_ids": [1]}, format="json")
+    assert response.status_code == 401
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert bad.post("/predict", {"image_ids": [1]}, format="json").status_code == 401
+
+
+def test_it_classifies_uploaded_photos(client, trained_model):
+    version, classes = trained_model
+    photos = dev_photos("val", per_class=1, classes=["jeans", "sunglasses"])
+    response = upload(client, *[p for p, _ in photos])
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["model_version"] == version
+    assert len(body["predictions"]) == 2
+    for prediction in body["predictions"]:
+        assert prediction["predicted_class"] in classes
+        assert set(prediction["all_probabilities"]) == set(classes)
+        assert prediction["confidence"] == max(prediction["all_probabilities"].values())
+
+
+def test_it_classifies_stored_images_by_id(client):
+    image = register_file(dev_photos("val", per_class=1, classes=["watches"])[0][0])
+    response = client.post("/predict", {"image_ids": [image.pk]}, format="json")
+    assert response.status_code == 200
+    assert response.json()["predictions"][0]["input"] == str(image.pk)
+    missing = client.post("/predict", {"image_ids": [image.pk + 1000]}, format="json")
+    assert missing.status_code == 400 and missing.json()["error"] == "unknown_image"
+
+
+def test_it_classifies_inbox_files_by_path(client, inbox):
+    response = client.post("/predict", {"image_paths": ["watch.jpg", "sub/watch 2.jpg"]}, format="json")
+    assert response.status_code == 200, response.content
+    first, second = response.json()["predictions"]
+    assert first["all_probabilities"] == second["all_probabilities"]
+    absolute = client.post("/predict", {"image_paths": [str(inbox / "watch.jpg")]}, format="json")
+    assert absolute.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../settings.py", "sub/../../x.jpg", "/etc/passwd", "..", "", "link-out/passwd", "escape.jpg"],
+)
+def test_it_refuses_paths_outside_the_inbox(client, inbox, path):
+    os.symlink("/etc", inbox / "link-out")
+    os.symlink("/etc/hostname", inbox / "escape.jpg")
+    response = client.post("/predict", {"image_paths": [path]}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] in ("path_not_allowed", "invalid_request")
+
+
+def test_a_missing_inbox_file_is_a_clear_400(client, inbox):
+    response = client.post("/predict", {"image_paths": ["nope.jpg"]}, format="json")
+    assert response.status_code == 400 and response.json()["error"] == "file_missing"
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("truncated.jpg", "truncated"),
+        ("text_file.jpg", "unsupported_format"),
+        ("zero_bytes.jpg", "empty_file"),
+        ("decompression_bomb_30000x30000.png", "too_many_pixels"),
+        ("one_pixel.png", "too_small"),
+        ("svg_as_jpg.jpg", "unsupported_format"),
+        ("animated.gif", "unsupported_format"),
+    ],
+)
+def test_a_bad_image_is_a_400_with_its_reason(client, name, reason):
+    good = dev_photos("val", per_class=1, classes=["watches"])[0][0]
+    response = upload(client, good, BAD_INPUTS / name)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == reason
+    assert body["errors"] == [{"index": 1, "input": name, "reason": reason, "detail": body["errors"][0]["detail"]}]
+
+
+def test_hostile_names_are_only_labels(client):
+    response = upload(
+        client,
+        BAD_INPUTS / "valid_control.jpg",
+        BAD_INPUTS / "..%2F..%2Fetc%2Fpasswd.jpg",
+        names=["../../../etc/passwd.jpg", "..%2F..%2Fetc%2Fpasswd.jpg"],
+    )
+    assert response.status_code == 200
+    assert [p["input"] for p in response.json()["predictions"]] == ["passwd.jpg", "..%2F..%2Fetc%2Fpasswd.jpg"]
+    assert not Image.objects.exists()  # /predict classifies; it stores nothing
+
+
+def test_without_any_model_it_answers_503(client, tmp_path):
+    inference.forget_loaded()
+    with override_settings(MLFLOW_TRACKING_URI="http://127.0.0.1:9", MODEL_CACHE_DIR=tmp_path):
+        response = upload(client, BAD_INPUTS / "valid_control.jpg")
+    assert response.status_code == 503 and response.json()["error"] == "model_unavailable"
+    inference.forget_loaded()
+
+
+def test_health_reports_database_and_model_without_loading_it(trained_model):
+    inference.forget_loaded()
+    anonymous = APIClient()
+    body = anonymous.get("/health").json()
+    assert body["status"] == "ok" and body["database"] == "ok"
+    assert body["model"]["loaded"] is False and body["model"]["uri"] == "models:/refund-classifier@production"
+    assert inference.loaded_state()["loaded"] is False
+    inference.get_classifier()
+    body = anonymous.get("/health").json()
+    assert body["model"]["loaded"] is True and body["model"]["version"] == trained_model[0]
+
+
+def test_metrics_are_public_and_count_predictions(client):
+    upload(client, BAD_INPUTS / "valid_control.jpg")
+    text = APIClient().get("/metrics").content.decode()
+    for name in (
+        "prediction_confidence_bucket",
+        "predictions_by_class_total",
+        "images_processed_total",
+        "model_loaded",
+        "batch_runs",
+        "review_items_pending",
+    ):
+        assert name in text
+    assert 'images_processed_total{outcome="predicted",source="api"}' in text
+
+
+def test_the_api_schema_needs_a_login(client):
+    assert APIClient().get("/api/schema/").status_code == 401
+    assert client.get("/api/schema/").status_code == 200

@@ -61,6 +61,7 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["id"]
+        permissions = [("classify_image", "Can classify photos through /predict")]
 
     def __str__(self) -> str:
         return self.original_name or self.sha256[:12]

@@ -186,7 +186,12 @@ class SplitNetwork:
 
 
 def cache_prefix(
-    net: SplitNetwork, samples: list[tuple[Path, int]], views: list[Callable], batch_size: int, progress: Progress
+    net: SplitNetwork,
+    samples: list[tuple[Path, int]],
+    views: list[Callable],
+    batch_size: int,
+    progress: Progress,
+    part: str = "train",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prefix outputs for every (view, photo) as float16 [views, photos, ...], and the labels.
 
@@ -214,7 +219,14 @@ def cache_prefix(
                     # (docs/model.md); the frozen activations are kept in float16 anyway.
                     with torch.autocast("cpu", dtype=torch.bfloat16):
                         outputs[v].append(net.prefix(batch).to(torch.float16))
-            progress({"stage": "features", "done": min(start + batch_size, len(samples)) * len(views), "total": total})
+            progress(
+                {
+                    "stage": "features",
+                    "part": part,
+                    "done": min(start + batch_size, len(samples)) * len(views),
+                    "total": total,
+                }
+            )
     return torch.stack([torch.cat(chunks) for chunks in outputs]), torch.tensor(labels)
 
 
@@ -266,7 +278,9 @@ def train(data_dir: Path, cfg: TrainConfig, progress: Progress = lambda event: N
     train_cache, train_labels = cache_prefix(net, train_samples, views, cfg.batch_size, progress)
     holdout_cache, holdout_labels = None, torch.tensor([], dtype=torch.long)
     if holdout_samples:
-        holdout_cache, holdout_labels = cache_prefix(net, holdout_samples, views[:1], cfg.batch_size, progress)
+        holdout_cache, holdout_labels = cache_prefix(
+            net, holdout_samples, views[:1], cfg.batch_size, progress, part="holdout"
+        )
 
     _init_head_by_probe(net, train_cache[0], train_labels, len(classes), cfg.batch_size)
     history = [_epoch_record(0, None, net, holdout_cache, holdout_labels, cfg.batch_size)]

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import permissions, status
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,10 +19,16 @@ from .serializers import PredictErrorSerializer, PredictJSONSerializer, PredictR
 UPLOAD_FIELDS = ("images", "image", "file")
 
 
+class CanClassify(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.has_perm("batches.classify_image"))
+
+
 class PredictView(APIView):
     """Classify photos now: multipart uploads, stored images by id, or inbox files by path."""
 
     parser_classes = [MultiPartParser, JSONParser]
+    permission_classes = [permissions.IsAuthenticated, CanClassify]
 
     @extend_schema(
         request={

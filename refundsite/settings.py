@@ -192,7 +192,7 @@ STORAGES = {
 # Photos are stored here under server-generated names and never served directly:
 # pages show thumbnails re-encoded by a view.
 MEDIA_ROOT = env_path("MEDIA_ROOT", BASE_DIR / "media")
-MEDIA_URL = None
+MEDIA_URL = "/media/"  # no URL pattern serves it: photos reach pages only as re-encoded thumbnails
 INBOX_DIR = env_path("INBOX_DIR", VAR_DIR / "inbox")
 
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
@@ -219,8 +219,13 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-_shared_train = BASE_DIR.parent / "shared" / "datasets" / "refund-items" / "train"
-TRAIN_DATA_DIR = env_str("TRAIN_DATA_DIR", str(_shared_train) if _shared_train.is_dir() else "")
+# The development photo set sits in a `shared/` folder beside the checkout (or further up).
+SHARED_DATASETS = next(
+    (folder / "shared" / "datasets" for folder in BASE_DIR.parents if (folder / "shared" / "datasets").is_dir()),
+    BASE_DIR.parent / "shared" / "datasets",
+)
+_dev_train = SHARED_DATASETS / "refund-items" / "train"
+TRAIN_DATA_DIR = env_str("TRAIN_DATA_DIR", str(_dev_train) if _dev_train.is_dir() else "")
 
 INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "auto", ("auto", "cpu", "cuda"))
 INFERENCE_THREADS = env_int("INFERENCE_THREADS", 0, minimum=0)  # 0: one per core

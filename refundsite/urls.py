@@ -8,6 +8,10 @@ from batches import api as batches_api
 from batches.metrics import metrics_view
 from classifier import views as classifier_views
 
+admin.site.site_header = "Refund item classifier"
+admin.site.site_title = "Refund item classifier"
+admin.site.index_title = "Review queue, photos, runs and models"
+
 router = DefaultRouter()
 router.register("runs", batches_api.BatchRunViewSet, basename="run")
 

@@ -22,7 +22,8 @@ class ReviewDecisionForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         prediction = self.instance.prediction
         self.fields["final_class"].choices = [(name, name) for name in sorted(prediction.probabilities)]
-        self.initial.setdefault("final_class", self.instance.final_class or prediction.predicted_class)
+        # Pre-select the predicted class, so that saving unchanged confirms it.
+        self.initial["final_class"] = self.instance.final_class or prediction.predicted_class
 
 
 @admin.register(ReviewItem)

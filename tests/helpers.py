@@ -13,8 +13,8 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from PIL import Image as PILImage
 
-DATASET = Path(os.environ.get("REFUND_ITEMS_DIR", settings.BASE_DIR.parent / "shared" / "datasets" / "refund-items"))
-BAD_INPUTS = Path(os.environ.get("BAD_INPUTS_DIR", settings.BASE_DIR.parent / "shared" / "datasets" / "bad-inputs"))
+DATASET = Path(os.environ.get("REFUND_ITEMS_DIR", settings.SHARED_DATASETS / "refund-items"))
+BAD_INPUTS = Path(os.environ.get("BAD_INPUTS_DIR", settings.SHARED_DATASETS / "bad-inputs"))
 
 
 def require_dataset() -> None:

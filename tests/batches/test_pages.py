@@ -100,6 +100,7 @@ def test_thumbnails_are_reencoded_jpegs(operator):
     assert b"<script" not in response.content and response.content.endswith(b"\xff\xd9")
     assert max(PILImage.open(io.BytesIO(response.content)).size) <= 160
     assert response["X-Content-Type-Options"] == "nosniff"
+    assert operator.get(f"/media/{image.file.name}").status_code == 404  # stored bytes are never served
 
 
 def test_the_api_starts_runs_and_reports_progress(trained_model):

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def client(trained_model):
     inference.forget_loaded()
-    user = make_user("api-user")
+    user = make_user("api-user", "operators")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return api
@@ -49,12 +49,15 @@ def upload(client, *paths, names=None):
             f.close()
 
 
-def test_it_requires_a_token():
+def test_it_requires_a_token_of_a_user_allowed_to_classify():
     response = APIClient().post("/predict", {"image_ids": [1]}, format="json")
     assert response.status_code == 401
     bad = APIClient()
     bad.credentials(HTTP_AUTHORIZATION="Token not-a-token")
     assert bad.post("/predict", {"image_ids": [1]}, format="json").status_code == 401
+    stranger = APIClient()
+    stranger.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user('stranger')).key}")
+    assert stranger.post("/predict", {"image_ids": [1]}, format="json").status_code == 403
 
 
 def test_it_classifies_uploaded_photos(client, trained_model):

@@ -55,6 +55,8 @@ class ReviewAdminTests(TestCase):
 
     def test_keeping_the_predicted_class_confirms_it(self):
         item = doubtful_prediction().review
+        form = self.client.get(f"/admin/reviews/reviewitem/{item.pk}/change/").content.decode()
+        assert '<option value="tops" selected>' in form
         self.client.post(f"/admin/reviews/reviewitem/{item.pk}/change/", {"final_class": "tops"})
         item.refresh_from_db()
         assert item.status == "confirmed" and item.final_class == "tops"

@@ -9,6 +9,7 @@ ROLES = {
         "batches.view_batchrun",
         "batches.view_prediction",
         "batches.view_failedimage",
+        "batches.classify_image",
     ],
     "reviewers": [
         "reviews.view_reviewitem",

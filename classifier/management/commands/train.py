@@ -22,7 +22,8 @@ class TrainingProgress:
     def __call__(self, event: dict) -> None:
         stage = event["stage"]
         if stage == "features":
-            self._bar("features", event["total"], "frozen layers", "img").update(event["done"] - self.bar.n)
+            bar = self._bar(("features", event["part"]), event["total"], f"frozen layers ({event['part']})", "img")
+            bar.update(event["done"] - bar.n)
         elif stage == "batch":
             bar = self._bar(
                 ("epoch", event["epoch"]), event["steps"], f"epoch {event['epoch']}/{event['epochs']}", "batch"

@@ -1,0 +1,119 @@
+"""The pages in a real browser (Debian's Chromium, driven by Playwright) against a live server."""
+
+import csv
+import os
+import shutil
+
+import pytest
+
+from batches import services
+from batches.models import BatchRun
+from classifier import inference
+from reviews.models import ReviewItem
+from tests.helpers import BAD_INPUTS, dev_photos, make_user, register_file
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PASSWORD = "a-long-test-password"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
+    # Playwright's synchronous API runs an event loop in this thread; the ORM calls the tests
+    # make between browser steps are ordinary blocking calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def page(browser, live_server, trained_model):
+    inference.forget_loaded()
+    context = browser.new_context(base_url=live_server.url, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def log_in(page, username, next_url="/"):
+    page.goto(f"/accounts/login/?next={next_url}")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+
+
+def test_an_operator_uploads_photos_sees_results_and_downloads_csv(page, tmp_path):
+    make_user("olga", "operators", password=PASSWORD)
+    log_in(page, "olga")
+    photos = [path for path, _ in dev_photos("val", per_class=1, classes=["jeans", "watches", "sunglasses"])]
+    page.set_input_files("#id_photos", [*photos, BAD_INPUTS / "truncated.jpg"])
+    page.click("text=Upload and classify")
+    page.wait_for_url("**/runs/*/")
+    assert "truncated.jpg: refused (truncated)" in page.inner_text(".messages")
+    assert page.inner_text("#run-status") == "Completed"
+    rows = page.locator("#results tbody tr.predicted")
+    assert rows.count() == 3
+    assert page.locator("#results img.thumb").first.evaluate("img => img.naturalWidth") > 0
+    assert page.get_attribute("#progress-bar", "value") == page.get_attribute("#progress-bar", "max") == "3"
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    target = tmp_path / "results.csv"
+    download.value.save_as(target)
+    with open(target, newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["outcome"] for row in table] == ["predicted"] * 3
+    shown = rows.locator("td.class").all_inner_texts()
+    assert shown == [row["predicted_class"] for row in table]
+
+
+def test_the_progress_bar_follows_a_running_batch(page):
+    make_user("oscar", "operators", password=PASSWORD)
+    for path, _ in dev_photos("val", per_class=2, classes=["belts", "wallets", "heels"]):
+        register_file(path)
+    run = services.start_batch_run(BatchRun.Trigger.API)  # started, not yet processed
+    log_in(page, "oscar", next_url=f"/runs/{run.pk}/")
+    page.wait_for_url(f"**/runs/{run.pk}/")
+    assert page.inner_text("#progress-text").startswith("0 of 6 photos done")
+    assert page.inner_text("#run-status") == "Running"
+    services.process_run(run.pk)  # a worker does the job while the page watches
+    page.wait_for_function("document.getElementById('run-status').textContent.trim() === 'Completed'")
+    page.wait_for_selector("#results tr.predicted")
+    assert page.locator("#results tbody tr.predicted").count() == 6
+    assert page.inner_text("#progress-text").startswith("6 of 6 photos done")
+
+
+def test_a_reviewer_corrects_a_doubtful_prediction_in_the_admin(page, settings):
+    settings.REVIEW_CONFIDENCE_THRESHOLD = 1.01  # every prediction is doubtful
+    for path, _ in dev_photos("val", per_class=1, classes=["tops"]):
+        register_file(path)
+    run = services.start_batch_run(BatchRun.Trigger.COMMAND)
+    services.process_run(run.pk)
+    item = ReviewItem.objects.select_related("prediction").get()
+    other = next(name for name in sorted(item.prediction.probabilities) if name != item.prediction.predicted_class)
+    make_user("rita", "reviewers", staff=True, password=PASSWORD)
+    log_in(page, "rita", next_url="/admin/reviews/reviewitem/?status__exact=pending")
+    page.wait_for_selector("#result_list")
+    page.click("#result_list tbody tr th a")
+    page.select_option("select[name=final_class]", other)
+    page.click("input[name=_save]")
+    page.wait_for_selector(".messagelist")
+    item.refresh_from_db()
+    assert (item.status, item.final_class, item.reviewer.username) == ("corrected", other, "rita")

@@ -229,6 +229,7 @@ TRAIN_DATA_DIR = env_str("TRAIN_DATA_DIR", str(_dev_train) if _dev_train.is_dir(
 
 INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "auto", ("auto", "cpu", "cuda"))
 INFERENCE_THREADS = env_int("INFERENCE_THREADS", 0, minimum=0)  # 0: one per core
+INFERENCE_BATCH = env_int("INFERENCE_BATCH", 0, minimum=0)  # photos per forward pass; 0: 16 on CPU, 128 on CUDA
 REVIEW_CONFIDENCE_THRESHOLD = env_float("REVIEW_CONFIDENCE_THRESHOLD", 0.80, 0.0, 1.0)
 
 # --- Batches ------------------------------------------------------------------------

@@ -16,7 +16,8 @@
         bar.max = Math.max(p.total, 1);
         bar.value = p.done;
         text.textContent = `${p.done} of ${p.total} photos done (${p.predicted} classified, ${p.failed} failed)`;
-        status.textContent = run.status.replace(/_/g, " ");
+        const label = run.status.replace(/_/g, " ");
+        status.textContent = label.charAt(0).toUpperCase() + label.slice(1);
         if (run.status !== "running") {
           window.location.reload();
           return;

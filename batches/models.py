@@ -10,11 +10,8 @@ from classifier.imaging import FailureReason
 
 
 class ImageQuerySet(models.QuerySet):
-    def resolved_for(self, version: str) -> ImageQuerySet:
-        """Images that already have a prediction or a failure for this model version."""
-        return self.filter(_has_outcome(version))
-
     def unresolved_for(self, version: str) -> ImageQuerySet:
+        """Images with neither a prediction nor a failure for this model version."""
         return self.exclude(_has_outcome(version))
 
     def with_outcomes(self, version: str) -> ImageQuerySet:

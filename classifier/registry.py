@@ -94,12 +94,6 @@ def describe_version(version: str) -> ModelVersionInfo:
     return ModelVersionInfo(str(model_version.version), dict(model_version.tags), model_version.run_id)
 
 
-def list_versions() -> list[ModelVersionInfo]:
-    versions = client().search_model_versions(f"name='{settings.MODEL_NAME}'")
-    infos = [ModelVersionInfo(str(v.version), dict(v.tags), v.run_id) for v in versions]
-    return sorted(infos, key=lambda info: int(info.version))
-
-
 def fetch_version(version: str) -> Path:
     """The local folder of a version, downloaded once and kept as last known good."""
     target = cache_dir() / version

@@ -43,18 +43,6 @@ class ReviewItemAdmin(admin.ModelAdmin):
     list_filter = ["status", "reason", "prediction__predicted_class", "prediction__model_version"]
     list_select_related = ["prediction__image", "reviewer"]
     search_fields = ["prediction__image__original_name"]
-    readonly_fields = [
-        "large_photo",
-        "original_name",
-        "predicted_class",
-        "confidence",
-        "top3",
-        "model_version",
-        "reason",
-        "status",
-        "reviewer",
-        "reviewed_at",
-    ]
     fields = [
         "large_photo",
         "original_name",
@@ -68,6 +56,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
         "reviewer",
         "reviewed_at",
     ]
+    readonly_fields = [name for name in fields if name != "final_class"]  # the decision is the only input
     actions = ["confirm_selected"]
 
     def has_add_permission(self, request):

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import shutil
 
 import pytest
@@ -38,7 +39,7 @@ def fill_inbox(inbox) -> dict[str, str]:
     return truth
 
 
-def test_the_nightly_run_classifies_the_inbox_and_a_rerun_adds_nothing(trained_model, inbox):
+def test_the_nightly_run_classifies_the_inbox_and_a_rerun_adds_nothing(trained_model, inbox, tmp_path):
     version, classes = trained_model
     truth = fill_inbox(inbox)
     out = io.StringIO()
@@ -84,6 +85,11 @@ def test_the_nightly_run_classifies_the_inbox_and_a_rerun_adds_nothing(trained_m
     assert truncated["failure_reason"] == "truncated" and truncated["predicted_class"] == ""
     dash = next(row for row in rows if row["original_name"].endswith("leading-dash.jpg"))
     assert dash["original_name"] == "'-leading-dash.jpg"  # no formula injection into spreadsheets
+
+    exported = tmp_path / "run.jsonl"
+    call_command("export_results", "--run", str(run.pk), "--format", "jsonl", "--output", str(exported))
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert [line["image_id"] for line in lines] == [int(row["image_id"]) for row in rows]
 
     # A rerun (schedule, button or command) finds nothing left and writes nothing.
     before = (Prediction.objects.count(), FailedImage.objects.count(), ReviewItem.objects.count())

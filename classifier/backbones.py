@@ -91,3 +91,14 @@ def data_config(arch: str) -> dict:
         "std": list(config["std"]),
         "crop_pct": config["crop_pct"],
     }
+
+
+def eval_transform(prep: dict):
+    """PIL picture -> normalised tensor, as the serving path sees it (resize, centre crop)."""
+    return timm.data.create_transform(
+        input_size=tuple(prep["input_size"]),
+        interpolation=prep["interpolation"],
+        mean=tuple(prep["mean"]),
+        std=tuple(prep["std"]),
+        crop_pct=prep["crop_pct"],
+    )

@@ -2,7 +2,7 @@
 
 Takes image files (paths or bytes) and returns plain results; never touches the ORM.
 Preprocessing comes from the model's own data config (timm), the network runs under
-eval() and torch.inference_mode(), decoding runs in threads beside the forward pass.
+eval() and torch.inference_mode(); photos are decoded and preprocessed in a thread pool.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from django.conf import settings
-from timm.data import create_transform
 
 from . import artifacts, backbones, metrics, registry
 from .imaging import FailureReason, ImageRejected, open_image
@@ -69,13 +68,7 @@ class Classifier:
     def __post_init__(self) -> None:
         self.classes = list(self.config["classes"])
         prep = self.config["preprocessing"]
-        self.transform = create_transform(
-            input_size=tuple(prep["input_size"]),
-            interpolation=prep["interpolation"],
-            mean=tuple(prep["mean"]),
-            std=tuple(prep["std"]),
-            crop_pct=prep["crop_pct"],
-        )
+        self.transform = backbones.eval_transform(prep)
         # The resize step's target: JPEGs may be decoded at a reduced scale down to it.
         self.draft_size = int(prep["input_size"][-1] / prep["crop_pct"])
         if self.config["head"] == "imagenet_mapping":

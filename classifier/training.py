@@ -105,21 +105,9 @@ def preprocessing(arch: str) -> dict:
     return backbones.data_config(arch)
 
 
-def eval_transform(prep: dict) -> Callable:
-    from timm.data import create_transform
-
-    return create_transform(
-        input_size=tuple(prep["input_size"]),
-        interpolation=prep["interpolation"],
-        mean=tuple(prep["mean"]),
-        std=tuple(prep["std"]),
-        crop_pct=prep["crop_pct"],
-    )
-
-
 def view_transforms(prep: dict, views: int) -> list[Callable]:
     """View 0 is what serving sees, view 1 its mirror image, the rest random crops."""
-    plain = eval_transform(prep)
+    plain = backbones.eval_transform(prep)
     mirrored = transforms.Compose([transforms.RandomHorizontalFlip(p=1.0), plain])
     size = prep["input_size"][-1]
     cropped = transforms.Compose(

@@ -44,10 +44,8 @@ class BatchRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             run = services.start_batch_run(BatchRun.Trigger.API, images=images, user=request.user)
         except services.NoModel as exc:
             return Response({"error": "model_unavailable", "detail": str(exc)}, status=503)
-        if run.total:
-            services.enqueue_batch_run(run)
-        else:
-            services.finish_run_if_done(run)
+        services.enqueue_batch_run(run)
+        run.refresh_from_db()
         return Response(BatchRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: ResultSerializer(many=True)})

@@ -3,6 +3,9 @@
 The database is the checkpoint. A chunk is claimed in a short transaction that commits
 a lease and an attempt count, classified outside any transaction, and written in one
 transaction that ignores conflicts on (image, model version) and releases the lease.
+
+`classifier.inference` (and with it torch) is imported inside the functions that need it,
+so that processes which fork workers never load it before the fork.
 """
 
 from __future__ import annotations
@@ -158,9 +161,15 @@ def start_batch_run(trigger: str, images: Iterable[Image] | None = None, user=No
 
 
 def enqueue_batch_run(run: BatchRun) -> None:
-    """Hand the run to the task queue: a few tasks, each a loop of chunks (see process_run)."""
+    """Hand the run to the task queue: a few tasks, each a loop of chunks (see process_run).
+
+    A run with nothing to do is finished at once.
+    """
     from django_q.tasks import async_task
 
+    if run.total == 0:
+        finish_run_if_done(run)
+        return
     chunks = -(-run.total // settings.BATCH_CHUNK_SIZE)
     for _ in range(max(1, min(chunks, settings.Q_CLUSTER["workers"] * 2))):
         async_task("batches.tasks.process_run", run.pk, task_name=f"batch-run-{run.pk}", group=f"run-{run.pk}")

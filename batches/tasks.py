@@ -4,6 +4,7 @@ from django.conf import settings
 from django_q.tasks import async_task
 
 from . import services
+from .models import BatchRun
 
 
 def process_run(run_id: int) -> None:
@@ -16,10 +17,7 @@ def nightly_batch() -> int | None:
     """Register what waits in the inbox, then classify every pending photo."""
     if settings.INBOX_DIR.is_dir():
         services.ingest_folder(settings.INBOX_DIR)
-    run = services.start_batch_run(services.BatchRun.Trigger.SCHEDULE)
-    if run.total == 0:
-        services.finish_run_if_done(run)
-        return run.pk
+    run = services.start_batch_run(BatchRun.Trigger.SCHEDULE)
     services.enqueue_batch_run(run)
     return run.pk
 

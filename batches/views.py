@@ -60,10 +60,8 @@ def run_start(request):
         messages.error(request, f"No model is available: {exc}")
         return redirect("batches:run_list")
     if run.total == 0:
-        services.finish_run_if_done(run)
         messages.info(request, "Nothing to classify: every photo already has a result.")
-    else:
-        services.enqueue_batch_run(run)
+    services.enqueue_batch_run(run)
     return redirect("batches:run_detail", run.pk)
 
 

@@ -5,12 +5,13 @@ import json
 import os
 
 import pytest
+from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.test import TestCase, override_settings
 
 from classifier import inference, registry, services, training
 from classifier.models import AliasChange
-from tests.helpers import DATASET, require_dataset
+from tests.helpers import DATASET, make_user, require_dataset
 
 
 def run_command(*args) -> str:
@@ -132,6 +133,11 @@ class BootstrapTests(IsolatedRegistry):
         jeans = sorted((DATASET / "val" / "jeans").glob("*.jpg"))[:5]
         outcomes = classifier.classify_files(jeans)
         assert sum(o.predicted_class == "jeans" for o in outcomes) >= 4
+        health = self.client.get("/health").json()
+        assert health["status"] == "degraded" and health["model"]["demo"] is True
+        cache.clear()
+        self.client.force_login(make_user("operator", "operators"))
+        assert "Demo model (version" in self.client.get("/").content.decode()
 
     def test_with_data_it_fits_a_linear_probe_and_is_idempotent(self):
         data = small_folder(self.tmp_path / "train", split="train", per_class=4)

@@ -257,7 +257,8 @@ Q_CLUSTER = {
     "ack_failures": True,
     "save_limit": 500,
     "recycle": 200,
-    "max_rss": env_int("Q_MAX_RSS_MB", 1536, minimum=256) * 1024,
+    # A safety net against leaks, above the normal peak of an inference worker (1.3-1.6 GB).
+    "max_rss": env_int("Q_MAX_RSS_MB", 2048, minimum=256) * 1024,
     "poll": 1,
     "label": "Task queue",
 }

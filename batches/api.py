@@ -53,8 +53,7 @@ class BatchRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def results(self, request, pk=None):
         """One row per photo of the run (paginated)."""
         run = self.get_object()
-        images = Image.objects.filter(batch_runs=run).order_by("id").with_outcomes(run.model_version)
-        page = self.paginate_queryset(images)
+        page = self.paginate_queryset(run.result_images())
         return self.get_paginated_response([exports.image_row(image, run.model_version) for image in page])
 
 

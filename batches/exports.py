@@ -30,8 +30,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 def result_rows(run: BatchRun) -> Iterator[dict]:
     """One row per image of the run, in image order, streamed from the database."""
     version = run.model_version
-    images = Image.objects.filter(batch_runs=run).order_by("id").with_outcomes(version)
-    for image in images.iterator(chunk_size=2000):
+    for image in run.result_images().iterator(chunk_size=2000):
         yield image_row(image, version)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from django.db.models import Count
 from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -44,7 +45,7 @@ class DatabaseCollector:
 
         try:
             runs = GaugeMetricFamily("batch_runs", "Batch runs by status", labels=["status"])
-            for status, count in BatchRun.objects.values_list("status").order_by().annotate(n=_count()):
+            for status, count in BatchRun.objects.values_list("status").order_by().annotate(n=Count("id")):
                 runs.add_metric([status], count)
             yield runs
             yield GaugeMetricFamily(
@@ -73,12 +74,6 @@ class DatabaseCollector:
                 )
         except Exception:  # a scrape must answer even when the database does not
             logger.exception("cannot read batch figures for /metrics")
-
-
-def _count():
-    from django.db.models import Count
-
-    return Count("id")
 
 
 def metrics_view(request) -> HttpResponse:

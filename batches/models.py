@@ -124,6 +124,10 @@ class BatchRun(models.Model):
         done = self.n_predicted + self.n_failed
         return done / duration if duration and self.finished_at and done else None
 
+    def result_images(self) -> ImageQuerySet:
+        """The run's images in order, each with its outcome for the run's version prefetched."""
+        return self.images.order_by("id").with_outcomes(self.model_version)
+
     def mark_failed(self, error: str) -> None:
         """Stop the run for a systemic reason; its unprocessed images stay pending."""
         BatchRun.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(

@@ -78,8 +78,7 @@ def run_list(request):
 @permission_required("batches.view_batchrun", raise_exception=True)
 def run_detail(request, pk: int):
     run = get_object_or_404(BatchRun, pk=pk)
-    images = Image.objects.filter(batch_runs=run).order_by("id").with_outcomes(run.model_version)
-    page = Paginator(images, RESULTS_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(run.result_images(), RESULTS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "run": run,
         "page": page,

@@ -18,6 +18,7 @@ COLUMNS = [
     "confidence",
     "top3",
     "needs_review",
+    "review_reason",
     "review_status",
     "final_class",
     "failure_reason",
@@ -46,6 +47,7 @@ def image_row(image: Image, version: str) -> dict:
             confidence=round(prediction.confidence, 4),
             top3=";".join(f"{name}:{p:.3f}" for name, p in prediction.top(3)),
             needs_review="yes" if review else "no",
+            review_reason=review.reason if review else "",
             review_status=review.status if review else "",
             final_class=(review.final_class if review and review.final_class else prediction.predicted_class),
         )

@@ -158,6 +158,11 @@ class Prediction(models.Model):
     predicted_class = models.CharField(max_length=100, db_index=True)
     confidence = models.FloatField()
     probabilities = models.JSONField(help_text="Every class's probability")
+    review_reason = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="Why the model did not accept it automatically (low_confidence, unknown_item); empty: accepted",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -171,6 +176,10 @@ class Prediction(models.Model):
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
+
+    @property
+    def auto_accepted(self) -> bool:
+        return not self.review_reason
 
 
 class FailedImage(models.Model):

@@ -312,6 +312,7 @@ def write_outcomes(run: BatchRun, images: list[Image], outcomes: list) -> ChunkR
                     predicted_class=outcome.predicted_class,
                     confidence=outcome.confidence,
                     probabilities=outcome.probabilities,
+                    review_reason=outcome.review_reason or "",
                 )
             )
         else:
@@ -324,11 +325,7 @@ def write_outcomes(run: BatchRun, images: list[Image], outcomes: list) -> ChunkR
     with transaction.atomic():
         Prediction.objects.bulk_create(predictions, ignore_conflicts=True)
         FailedImage.objects.bulk_create(failures, ignore_conflicts=True)
-        review_services.queue_for_review(
-            Prediction.objects.filter(
-                image_id__in=ids, model_version=version, confidence__lt=settings.REVIEW_CONFIDENCE_THRESHOLD
-            )
-        )
+        review_services.queue_for_review(Prediction.objects.filter(image_id__in=ids, model_version=version))
         Image.objects.filter(pk__in=ids).update(lease_until=None)
         BatchRun.objects.filter(pk=run.pk).update(last_activity_at=Now())
         transaction.on_commit(lambda: metrics.record_outcomes(predictions, failures, source="batch"))

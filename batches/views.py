@@ -84,7 +84,6 @@ def run_detail(request, pk: int):
         "page": page,
         "counts": services.run_counts(run),
         "failures": services.failure_counts(run),
-        "threshold": settings.REVIEW_CONFIDENCE_THRESHOLD,
     }
     return render(request, "batches/run_detail.html", context)
 

@@ -1,13 +1,36 @@
+import json
+
 from django.contrib import admin
+from django.utils.html import format_html
 
 from .models import AliasChange
 
 
 @admin.register(AliasChange)
 class AliasChangeAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "alias", "from_version", "to_version", "action", "actor"]
+    """The audit trail of the registry's aliases: read-only, nothing can be added or changed."""
+
+    list_display = ["created_at", "alias", "from_version", "to_version", "action", "actor", "figures"]
     list_filter = ["alias", "action"]
-    readonly_fields = [f.name for f in AliasChange._meta.fields]
+    readonly_fields = [f.name for f in AliasChange._meta.fields if f.name != "evaluation"] + ["evaluation_figures"]
+    exclude = ["evaluation"]
+
+    @admin.display(description="Evaluation")
+    def figures(self, obj):
+        """Accuracy of the candidate (and of production) on the folder both were scored on."""
+        candidate = obj.evaluation.get("candidate")
+        if not candidate:
+            return "-"
+        text = f"{candidate['accuracy']:.2%}"
+        production = obj.evaluation.get("production")
+        if production:
+            text += f" vs {production['accuracy']:.2%}"
+        problems = obj.evaluation.get("problems")
+        return f"{text} ({len(problems)} problems forced past)" if problems else text
+
+    @admin.display(description="Evaluation figures")
+    def evaluation_figures(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.evaluation, indent=2, sort_keys=True))
 
     def has_add_permission(self, request):
         return False

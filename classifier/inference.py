@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from django.conf import settings
 
-from . import artifacts, backbones, metrics, registry
+from . import artifacts, backbones, calibration, metrics, registry
 from .imaging import FailureReason, ImageRejected, open_image
 
 logger = logging.getLogger(__name__)
@@ -39,9 +39,17 @@ class InferenceError(Exception):
 
 @dataclass(frozen=True)
 class Prediction:
+    """A photo's class with its calibrated confidence, and why it needs a reviewer (None: it
+    is accepted automatically; else `low_confidence` or `unknown_item`)."""
+
     predicted_class: str
     confidence: float
     probabilities: dict[str, float]
+    review_reason: str | None = None
+
+    @property
+    def auto_accepted(self) -> bool:
+        return self.review_reason is None
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
@@ -69,8 +77,10 @@ class Classifier:
         self.classes = list(self.config["classes"])
         prep = self.config["preprocessing"]
         self.transform = backbones.eval_transform(prep)
-        # The resize step's target: JPEGs may be decoded at a reduced scale down to it.
-        self.draft_size = int(prep["input_size"][-1] / prep["crop_pct"])
+        self.draft_size = backbones.draft_size(prep)
+        self.routing = calibration.RoutingPolicy.from_config(
+            self.config, default_threshold=settings.REVIEW_CONFIDENCE_THRESHOLD
+        )
         if self.config["head"] == "imagenet_mapping":
             groups = [self.config["imagenet_mapping"][name] for name in self.classes]
             self._mapping = torch.zeros(1000, len(self.classes))
@@ -94,10 +104,14 @@ class Classifier:
 
     def classify_files(self, sources: list[str | os.PathLike | bytes]) -> list[Outcome]:
         """One outcome per source, in order: a Prediction, or a Rejection for a bad photo."""
-        decoded = list(_decoder_pool().map(self._try_load, sources))
+        decoded = self.decode_many(sources)
         tensors = [item for item in decoded if isinstance(item, torch.Tensor)]
         predictions = iter(self.classify_tensors(tensors)) if tensors else iter(())
         return [next(predictions) if isinstance(item, torch.Tensor) else item for item in decoded]
+
+    def decode_many(self, sources: list[str | os.PathLike | bytes]) -> list[torch.Tensor | Rejection]:
+        """Preprocessed tensors (or Rejections), decoded in the thread pool, in order."""
+        return list(_decoder_pool().map(self._try_load, sources))
 
     @property
     def forward_batch(self) -> int:
@@ -105,36 +119,46 @@ class Classifier:
 
     def classify_tensors(self, tensors: list[torch.Tensor]) -> list[Prediction]:
         results: list[Prediction] = []
+        for logits in self.logits(tensors):
+            results.extend(self.predictions(logits))
+        return results
+
+    def logits(self, tensors: list[torch.Tensor]):
+        """Raw network outputs (N x outputs), one forward batch at a time."""
         size = self.forward_batch
         for start in range(0, len(tensors), size):
             batch = torch.stack(tensors[start : start + size])
-            results.extend(self._predictions(self.probabilities(batch)))
-        return results
+            try:
+                batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode(), self._autocast():
+                    yield self.model(batch).float().cpu()
+            except RuntimeError as exc:
+                raise InferenceError(str(exc)) from exc
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (N x classes) for a preprocessed batch."""
-        try:
-            batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode(), self._autocast():
-                logits = self.model(batch).float()
-        except RuntimeError as exc:
-            raise InferenceError(str(exc)) from exc
-        probs = logits.softmax(dim=1).cpu()
-        if self.config["head"] == "imagenet_mapping":
-            probs = probs @ self._mapping
-            probs = probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
-        return probs
+        """Calibrated class probabilities (N x classes) for a preprocessed batch."""
+        return torch.cat([self.calibrated(logits) for logits in self.logits(list(batch))])
 
-    def _predictions(self, probs: torch.Tensor) -> list[Prediction]:
+    def calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.config["head"] == "imagenet_mapping":
+            probs = logits.softmax(dim=1) @ self._mapping
+            return probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return self.routing.calibrate(logits)
+
+    def predictions(self, logits: torch.Tensor) -> list[Prediction]:
+        """Predictions with their routing decision from raw outputs."""
+        probs = self.calibrated(logits)
+        unknown = self.routing.unknown(logits) if self.config["head"] != "imagenet_mapping" else None
+        reasons = self.routing.reasons(self.classes, probs, unknown)
         confidences, indices = probs.max(dim=1)
-        rows = probs.tolist()
         return [
             Prediction(
                 predicted_class=self.classes[index],
                 confidence=round(confidence, 6),
                 probabilities={name: round(p, 6) for name, p in zip(self.classes, row)},
+                review_reason=reason,
             )
-            for index, confidence, row in zip(indices.tolist(), confidences.tolist(), rows)
+            for index, confidence, row, reason in zip(indices.tolist(), confidences.tolist(), probs.tolist(), reasons)
         ]
 
     def _try_load(self, source: str | os.PathLike | bytes) -> torch.Tensor | Rejection:

@@ -177,6 +177,12 @@ class TrainingRun:
     def log_json(self, document: dict | list, name: str) -> None:
         mlflow.log_dict(document, name)
 
+    def log_text(self, text: str, name: str) -> None:
+        mlflow.log_text(text, name)
+
+    def log_image(self, image, name: str) -> None:
+        mlflow.log_image(image, artifact_file=name)
+
     def set_tags(self, tags: dict) -> None:
         mlflow.set_tags(tags)
 

@@ -33,6 +33,10 @@ class Registered:
     run_id: str
 
 
+# Accuracy is in the per-epoch history already.
+REPORT_METRICS = ("ece", "ece_uncalibrated", "auto_accept_rate", "auto_accept_precision")
+
+
 def register_model(
     model,
     config: dict,
@@ -40,22 +44,36 @@ def register_model(
     run_name: str,
     params: dict,
     history: list[dict],
-    report: dict | None = None,
+    reports: dict[str, dict] | None = None,
+    manifest: list[dict] | None = None,
     extra_tags: dict | None = None,
 ) -> Registered:
-    """Log a trained (or demo) model to MLflow and register it as a new version."""
-    from . import artifacts, registry
+    """Log a trained (or demo) model to MLflow and register it as a new version.
+
+    `reports` (by data set: "holdout", "val") are logged as JSON, metrics and a confusion
+    matrix picture; `manifest` (class, file, SHA-256 per training photo) as CSV, with its digest
+    as a tag and a parameter.
+    """
+    from . import artifacts, plots, registry, training
 
     tags = {"arch": config["arch"], "head": config["head"], "demo": "true" if config.get("demo") else "false"}
     tags.update(extra_tags or {})
     with registry.TrainingRun(run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        if manifest:
+            digest = training.manifest_digest(manifest)
+            params = {**params, "dataset_manifest_sha256": digest}
+            tags["dataset_manifest_sha256"] = digest
+            lines = ["class,file,sha256"] + [f"{row['class']},{row['file']},{row['sha256']}" for row in manifest]
+            run.log_text("\n".join(lines) + "\n", "dataset_manifest.csv")
         run.log_params(params)
         for record in history:
             run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
         run.log_json(config["classes"], "classes.json")
-        if report:
-            run.log_json(report, "holdout_report.json")
-            run.log_metrics({"holdout_accuracy": report["accuracy"]})
+        for name, report in (reports or {}).items():
+            run.log_json(report, f"{name}_report.json")
+            run.log_metrics({f"{name}_{key}": report.get(key) for key in REPORT_METRICS})
+            picture = plots.confusion_matrix_image(report["classes"], report["confusion_matrix"], f"{name} photos")
+            run.log_image(picture, f"confusion_matrix_{name}.png")
         run.set_tags(tags)
         saved = artifacts.save_model_dir(model, config, Path(tmp) / "model")
         run.log_json(saved, "serving_config.json")
@@ -97,8 +115,18 @@ def compare_reports(candidate: dict, production: dict) -> list[str]:
     return problems
 
 
+def evaluation_summary(report: dict) -> dict:
+    """The figures of an evaluation kept in the audit table."""
+    keys = ("accuracy", "n", "ece", "auto_accept_rate", "auto_accept_precision")
+    return {key: report.get(key) for key in keys} | {
+        "recall": {name: row["recall"] for name, row in report["per_class"].items()}
+    }
+
+
 def promote(version: str | None, actor: str, *, data_dir: Path | None = None, force: bool = False) -> AliasChange:
-    """Point production at a version (default: staging), refusing a worse one unless forced."""
+    """Point production at a version (default: staging) after scoring it against production on
+    the same labelled folder; a worse candidate is refused unless forced. Without a folder to
+    score on, only a forced promotion (or the very first one) goes through."""
     from . import inference, registry, training
 
     version = version or registry.alias_version(STAGING)
@@ -108,18 +136,17 @@ def promote(version: str | None, actor: str, *, data_dir: Path | None = None, fo
     if current == version:
         raise PromotionRefused(f"version {version} is already in production")
     evaluation: dict = {}
-    if data_dir is not None and current is not None:
+    if data_dir is not None:
         candidate = training.evaluate(inference.get_classifier(version), data_dir)
-        baseline = training.evaluate(inference.get_classifier(current), data_dir)
-        problems = compare_reports(candidate, baseline)
-        evaluation = {
-            "data": str(data_dir),
-            "candidate_accuracy": candidate["accuracy"],
-            "production_accuracy": baseline["accuracy"],
-            "problems": problems,
-        }
-        if problems and not force:
-            raise PromotionRefused("; ".join(problems))
+        evaluation = {"data": str(data_dir), "candidate": evaluation_summary(candidate), "problems": []}
+        if current is not None:
+            baseline = training.evaluate(inference.get_classifier(current), data_dir)
+            evaluation["production"] = evaluation_summary(baseline)
+            evaluation["problems"] = compare_reports(candidate, baseline)
+    elif current is not None:
+        evaluation = {"problems": ["no labelled folder to compare the candidate with production on"]}
+    if evaluation.get("problems") and not force:
+        raise PromotionRefused("; ".join(evaluation["problems"]))
     action = AliasChange.Action.FORCED_PROMOTE if force else AliasChange.Action.PROMOTE
     return move_alias(PRODUCTION, version, action, actor, evaluation)
 

@@ -14,6 +14,7 @@ A fraction of the training photos (`holdout`) is kept aside for the per-epoch ac
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from django.conf import settings
 from torchvision import transforms
 
-from . import backbones
+from . import backbones, calibration
 from .imaging import ImageRejected, open_image
 from .zeroshot import IMAGENET_MAPPING
 
@@ -50,6 +51,13 @@ class TrainConfig:
     holdout: float = 0.1
     seed: int = 0
     max_per_class: int | None = None
+    resize: str = "pad"
+    # Routing, fitted on the held-out photos (classifier.calibration): the precision the
+    # auto-accepted photos must reach (None: settings.AUTO_ACCEPT_PRECISION), the open-set
+    # score and the fraction of known held-out photos its threshold sends to review.
+    target_precision: float | None = None
+    unknown_method: str = "energy"
+    unknown_rate: float = 0.05
 
 
 @dataclass
@@ -60,6 +68,9 @@ class TrainResult:
     n_train: int = 0
     n_holdout: int = 0
     seconds: float = 0.0
+    holdout_report: dict | None = None
+    eval_report: dict | None = None
+    manifest: list[dict] = field(default_factory=list)
 
 
 Progress = Callable[[dict], None]
@@ -83,6 +94,32 @@ def list_image_folder(root: Path, max_per_class: int | None = None) -> tuple[lis
     return classes, samples
 
 
+def labelled_samples(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """The photos of a labelled folder whose class is one of `classes`, indexed like them."""
+    folder_classes, samples = list_image_folder(root)
+    index = {name: classes.index(name) for name in folder_classes if name in classes}
+    return [(path, index[folder_classes[label]]) for path, label in samples if folder_classes[label] in index]
+
+
+def dataset_manifest(samples: list[tuple[Path, int]], classes: list[str], root: Path) -> list[dict]:
+    """One row per training photo (class, path, SHA-256): what a version was trained on."""
+    rows = []
+    for path, label in samples:
+        try:
+            relative = str(Path(path).relative_to(root))
+        except ValueError:
+            relative = str(path)
+        rows.append(
+            {"class": classes[label], "file": relative, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+        )
+    return rows
+
+
+def manifest_digest(rows: list[dict]) -> str:
+    text = "".join(f"{row['class']},{row['file']},{row['sha256']}\n" for row in sorted(rows, key=lambda r: r["file"]))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def split_holdout(samples: list, fraction: float, seed: int) -> tuple[list, list]:
     """A stratified split: the same fraction of every class is held out."""
     if fraction <= 0:
@@ -101,8 +138,8 @@ def split_holdout(samples: list, fraction: float, seed: int) -> tuple[list, list
     return train, holdout
 
 
-def preprocessing(arch: str) -> dict:
-    return backbones.data_config(arch)
+def preprocessing(arch: str, resize: str = "crop") -> dict:
+    return backbones.data_config(arch, resize)
 
 
 def view_transforms(prep: dict, views: int) -> list[Callable]:
@@ -110,12 +147,13 @@ def view_transforms(prep: dict, views: int) -> list[Callable]:
     plain = backbones.eval_transform(prep)
     mirrored = transforms.Compose([transforms.RandomHorizontalFlip(p=1.0), plain])
     size = prep["input_size"][-1]
+    whole = [backbones.Letterbox()] if prep.get("resize") == "pad" else []
     cropped = transforms.Compose(
         [
+            *whole,
             transforms.RandomResizedCrop(size, scale=(0.6, 1.0), interpolation=transforms.InterpolationMode.BICUBIC),
             transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(prep["mean"], prep["std"]),
+            backbones.to_tensor(prep),
         ]
     )
     return ([plain, mirrored] + [cropped] * max(0, views - 2))[: max(1, views)]
@@ -246,14 +284,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(data_dir: Path, cfg: TrainConfig, progress: Progress = lambda event: None, extra_samples=()) -> TrainResult:
-    """Fine-tune on an ImageFolder directory; returns the model and its serving config."""
+def train(
+    data_dir: Path,
+    cfg: TrainConfig,
+    progress: Progress = lambda event: None,
+    extra_samples=(),
+    eval_dir: Path | None = None,
+) -> TrainResult:
+    """Fine-tune on an ImageFolder directory; returns the model and its serving config.
+
+    `extra_samples` ((path, class index) pairs, e.g. reviewers' decisions) are always trained
+    on, never held out. `eval_dir`, a labelled folder never trained on, is scored after every
+    epoch (shown and logged only: nothing is fitted on it).
+    """
     started = time.monotonic()
     seed_everything(cfg.seed)
     classes, samples = list_image_folder(data_dir, cfg.max_per_class)
-    samples = samples + list(extra_samples)
     train_samples, holdout_samples = split_holdout(samples, cfg.holdout, cfg.seed)
-    prep = preprocessing(cfg.arch)
+    train_samples = train_samples + list(extra_samples)
+    prep = preprocessing(cfg.arch, cfg.resize)
 
     model = backbones.create_pretrained(cfg.arch).eval()
     model.reset_classifier(len(classes))
@@ -269,14 +318,28 @@ def train(data_dir: Path, cfg: TrainConfig, progress: Progress = lambda event: N
         holdout_cache, holdout_labels = cache_prefix(
             net, holdout_samples, views[:1], cfg.batch_size, progress, part="holdout"
         )
+    scored = {"holdout": (holdout_cache, holdout_labels)}
+    if eval_dir:
+        eval_samples = labelled_samples(Path(eval_dir), classes)
+        scored["val"] = cache_prefix(net, eval_samples, views[:1], cfg.batch_size, progress, part="val")
 
     _init_head_by_probe(net, train_cache[0], train_labels, len(classes), cfg.batch_size)
-    history = [_epoch_record(0, None, net, holdout_cache, holdout_labels, cfg.batch_size)]
-    progress({"stage": "epoch", **history[-1], "epochs": cfg.epochs})
+    history = [_epoch_record(0, None, net, scored, cfg.batch_size)]
+    progress({"stage": "epoch", **history[-1], "epochs": cfg.epochs, "elapsed": time.monotonic() - started})
     if cfg.epochs > 0:
-        for record in _fine_tune(net, train_cache, train_labels, holdout_cache, holdout_labels, cfg, progress):
+        for record in _fine_tune(net, train_cache, train_labels, scored, cfg, progress, started):
             history.append(record)
+    del train_cache
     config = serving_config(cfg.arch, classes, prep, head="linear", training=asdict(cfg))
+    reports = {}
+    if holdout_cache is not None and len(holdout_labels):
+        config["routing"] = fit_routing(_logits(net, holdout_cache[0], cfg.batch_size), holdout_labels, classes, cfg)
+    policy = calibration.RoutingPolicy.from_config(config, default_threshold=settings.REVIEW_CONFIDENCE_THRESHOLD)
+    for name, (cache, labels) in scored.items():
+        if cache is not None and len(labels):
+            logits = _logits(net, cache[0], cfg.batch_size)
+            reports[name] = classification_report(classes, labels.tolist(), logits.argmax(dim=1).tolist())
+            reports[name] |= routing_report(policy, classes, logits, labels)
     return TrainResult(
         model=net.model,
         config=config,
@@ -284,7 +347,45 @@ def train(data_dir: Path, cfg: TrainConfig, progress: Progress = lambda event: N
         n_train=len(train_labels),
         n_holdout=len(holdout_labels),
         seconds=time.monotonic() - started,
+        holdout_report=reports.get("holdout"),
+        eval_report=reports.get("val"),
+        manifest=dataset_manifest(samples + list(extra_samples), classes, Path(data_dir)),
     )
+
+
+def fit_routing(logits: torch.Tensor, labels: torch.Tensor, classes: list[str], cfg: TrainConfig) -> dict:
+    """Temperature, per-class auto-accept thresholds and the open-set threshold, from held-out photos."""
+    target = cfg.target_precision if cfg.target_precision is not None else settings.AUTO_ACCEPT_PRECISION
+    temperature = calibration.fit_temperature(logits, labels)
+    probs = (logits / temperature).softmax(dim=1)
+    thresholds = calibration.choose_thresholds(probs, labels, classes, target)
+    scores = calibration.unknown_scores(logits, cfg.unknown_method)
+    return {
+        "temperature": temperature,
+        "target_precision": target,
+        "thresholds": thresholds["per_class"],
+        "overall_threshold": thresholds["overall"],
+        "unknown": {
+            "method": cfg.unknown_method,
+            "threshold": calibration.known_quantile(scores, cfg.unknown_rate),
+            "known_rate": cfg.unknown_rate,
+        },
+        "fitted_on": len(labels),
+    }
+
+
+def routing_report(policy: calibration.RoutingPolicy, classes: list[str], logits: torch.Tensor, labels) -> dict:
+    """Calibration and auto-accept figures for logits with known labels."""
+    probs = policy.calibrate(logits)
+    reasons = policy.reasons(classes, probs, policy.unknown(logits))
+    figures = calibration.routing_figures(probs, logits.float().softmax(dim=1), torch.as_tensor(labels), reasons)
+    return figures | {"temperature": policy.temperature}
+
+
+def _logits(net: SplitNetwork, cache: torch.Tensor, batch_size: int) -> torch.Tensor:
+    features = _pooled_features(net, cache, batch_size)
+    with torch.inference_mode():
+        return net.model.classifier(features).float()
 
 
 def _init_head_by_probe(net: SplitNetwork, cache: torch.Tensor, labels: torch.Tensor, num_classes: int, bs: int):
@@ -303,7 +404,7 @@ def _pooled_features(net: SplitNetwork, cache: torch.Tensor, batch_size: int) ->
 
 
 def _fine_tune(
-    net, train_cache, train_labels, holdout_cache, holdout_labels, cfg: TrainConfig, progress
+    net, train_cache, train_labels, scored: dict, cfg: TrainConfig, progress, started=None
 ) -> Iterator[dict]:
     modules = net.trainable_modules()
     params = [p for module in modules for p in module.parameters()]
@@ -322,6 +423,7 @@ def _fine_tune(
     )
     generator = torch.Generator().manual_seed(cfg.seed)
     n_views = train_cache.shape[0]
+    tuning_started = time.monotonic()
     for epoch in range(1, cfg.epochs + 1):
         net.set_training(True)
         order = torch.randperm(n, generator=generator)
@@ -347,21 +449,31 @@ def _fine_tune(
                     "loss": float(np.mean(losses[-20:])),
                 }
             )
-        record = _epoch_record(epoch, float(np.mean(losses)), net, holdout_cache, holdout_labels, cfg.batch_size)
-        progress({"stage": "epoch", **record, "epochs": cfg.epochs})
+        record = _epoch_record(epoch, float(np.mean(losses)), net, scored, cfg.batch_size)
+        per_epoch = (time.monotonic() - tuning_started) / epoch
+        progress(
+            {
+                "stage": "epoch",
+                **record,
+                "epochs": cfg.epochs,
+                "elapsed": time.monotonic() - (started or tuning_started),
+                "eta": per_epoch * (cfg.epochs - epoch),
+            }
+        )
         yield record
     for param in params:
         param.requires_grad_(False)
     net.set_training(False)
 
 
-def _epoch_record(epoch: int, loss: float | None, net, holdout_cache, holdout_labels, batch_size: int) -> dict:
-    record = {"epoch": epoch, "train_loss": loss, "holdout_accuracy": None}
-    if holdout_cache is not None and len(holdout_labels):
-        features = _pooled_features(net, holdout_cache[0], batch_size)
-        with torch.inference_mode():
-            predicted = net.model.classifier(features).argmax(dim=1)
-        record["holdout_accuracy"] = float((predicted == holdout_labels).float().mean())
+def _epoch_record(epoch: int, loss: float | None, net, scored: dict, batch_size: int) -> dict:
+    """Loss and accuracy on every scored set ("holdout", "val") after an epoch."""
+    record = {"epoch": epoch, "train_loss": loss}
+    for name, (cache, labels) in scored.items():
+        record[f"{name}_accuracy"] = None
+        if cache is not None and len(labels):
+            predicted = _logits(net, cache[0], batch_size).argmax(dim=1)
+            record[f"{name}_accuracy"] = float((predicted == labels).float().mean())
     return record
 
 
@@ -383,25 +495,58 @@ def demo_model(arch: str = "lite0") -> tuple[torch.nn.Module, dict]:
 # --- Evaluation ---------------------------------------------------------------------
 
 
+# The five classes of the system this one replaced (it reported 96.5% among them).
+SEED_CLASSES = ["casual_shoes", "handbags", "shirts", "tops", "watches"]
+
+
 def evaluate(classifier, data_dir: Path, max_per_class: int | None = None, progress: Progress = lambda e: None) -> dict:
-    """Score a loaded classifier (the serving path itself) on a labelled folder."""
+    """Score a loaded classifier (the serving path itself) on a labelled folder: accuracy, per
+    class figures, calibration (ECE before and after) and what the routing would accept."""
     folder_classes, samples = list_image_folder(data_dir, max_per_class)
     unknown = sorted(set(folder_classes) - set(classifier.classes))
     if unknown:
         raise ValueError(f"classes the model does not know: {', '.join(unknown)}")
     classes = list(classifier.classes)
-    truth, predicted, skipped = [], [], 0
+    truth, outputs, skipped = [], [], 0
     for start in range(0, len(samples), 256):
         chunk = samples[start : start + 256]
-        outcomes = classifier.classify_files([path for path, _ in chunk])
-        for (_, label), outcome in zip(chunk, outcomes):
-            if not hasattr(outcome, "predicted_class"):
+        decoded = classifier.decode_many([path for path, _ in chunk])
+        tensors = []
+        for (_, label), item in zip(chunk, decoded):
+            if isinstance(item, torch.Tensor):
+                tensors.append(item)
+                truth.append(classes.index(folder_classes[label]))
+            else:
                 skipped += 1
-                continue
-            truth.append(classes.index(folder_classes[label]))
-            predicted.append(classes.index(outcome.predicted_class))
+        outputs.extend(classifier.logits(tensors) if tensors else [])
         progress({"stage": "evaluate", "done": min(start + 256, len(samples)), "total": len(samples)})
-    return classification_report(classes, truth, predicted) | {"unreadable": skipped}
+    logits = torch.cat(outputs) if outputs else torch.zeros(0, len(classes))
+    labels = torch.tensor(truth, dtype=torch.long)
+    probs = classifier.calibrated(logits)
+    reasons = [prediction.review_reason for prediction in classifier.predictions(logits)]
+    raw = probs if classifier.config["head"] == "imagenet_mapping" else logits.softmax(dim=1)
+    report = classification_report(classes, truth, probs.argmax(dim=1).tolist())
+    report |= {"unreadable": skipped, "temperature": classifier.routing.temperature}
+    report |= calibration.routing_figures(probs, raw, labels, reasons)
+    if all(name in classes for name in SEED_CLASSES):
+        report["seed_classes"] = seed_class_report(classes, probs, labels)
+    return report
+
+
+def seed_class_report(classes: list[str], probs: torch.Tensor, labels: torch.Tensor) -> dict:
+    """On photos of the five seed classes: recall among all classes, and accuracy when the
+    choice is only between those five (the task the replaced system was scored on)."""
+    index = torch.tensor([classes.index(name) for name in SEED_CLASSES])
+    mine = torch.isin(labels, index)
+    if not mine.any():
+        return {"classes": SEED_CLASSES, "n": 0, "recall": None, "accuracy_among_five": None}
+    among = index[probs[mine][:, index].argmax(dim=1)]
+    return {
+        "classes": SEED_CLASSES,
+        "n": int(mine.sum()),
+        "recall": float((probs[mine].argmax(dim=1) == labels[mine]).float().mean()),
+        "accuracy_among_five": float((among == labels[mine]).float().mean()),
+    }
 
 
 def classification_report(classes: list[str], truth: list[int], predicted: list[int]) -> dict:

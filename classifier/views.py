@@ -127,6 +127,8 @@ def classify_inputs(inputs: list[tuple[str, object]]) -> Response:
             "input": label,
             "predicted_class": o.predicted_class,
             "confidence": o.confidence,
+            "auto_accepted": o.auto_accepted,
+            "review_reason": o.review_reason,
             "all_probabilities": o.probabilities,
         }
         for (label, _), o in zip(inputs, outcomes)

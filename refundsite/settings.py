@@ -226,10 +226,17 @@ SHARED_DATASETS = next(
 )
 _dev_train = SHARED_DATASETS / "refund-items" / "train"
 TRAIN_DATA_DIR = env_str("TRAIN_DATA_DIR", str(_dev_train) if _dev_train.is_dir() else "")
+# Labelled photos never trained on: per-epoch accuracy in `train`, the gate of `promote`.
+_dev_val = SHARED_DATASETS / "refund-items" / "val"
+EVAL_DATA_DIR = env_str("EVAL_DATA_DIR", str(_dev_val) if _dev_val.is_dir() else "")
 
 INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "auto", ("auto", "cpu", "cuda"))
 INFERENCE_THREADS = env_int("INFERENCE_THREADS", 0, minimum=0)  # 0: one per core
 INFERENCE_BATCH = env_int("INFERENCE_BATCH", 0, minimum=0)  # photos per forward pass; 0: 16 on CPU, 128 on CUDA
+# Versions trained here carry per-class auto-accept thresholds chosen at training time so that
+# accepted photos reach AUTO_ACCEPT_PRECISION on held-out photos; REVIEW_CONFIDENCE_THRESHOLD
+# is the fallback for versions without them (the demo model).
+AUTO_ACCEPT_PRECISION = env_float("AUTO_ACCEPT_PRECISION", 0.99, 0.5, 1.0)
 REVIEW_CONFIDENCE_THRESHOLD = env_float("REVIEW_CONFIDENCE_THRESHOLD", 0.80, 0.0, 1.0)
 
 # --- Batches ------------------------------------------------------------------------

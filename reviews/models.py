@@ -26,6 +26,7 @@ class ReviewItem(models.Model):
 
     class Reason(models.TextChoices):
         LOW_CONFIDENCE = "low_confidence", "Low confidence"
+        UNKNOWN_ITEM = "unknown_item", "Unknown item (none of our classes?)"
 
     prediction = models.OneToOneField("batches.Prediction", on_delete=models.CASCADE, related_name="review")
     reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.LOW_CONFIDENCE)

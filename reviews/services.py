@@ -13,10 +13,12 @@ class ReviewError(Exception):
     pass
 
 
-def queue_for_review(predictions: QuerySet, reason: str = ReviewItem.Reason.LOW_CONFIDENCE) -> None:
-    """One pending ReviewItem per prediction; predictions already queued are left alone."""
+def queue_for_review(predictions: QuerySet) -> None:
+    """One pending ReviewItem per prediction the model did not accept, with its reason;
+    predictions already queued are left alone."""
+    doubtful = predictions.exclude(review_reason="").values_list("id", "review_reason")
     ReviewItem.objects.bulk_create(
-        [ReviewItem(prediction_id=pk, reason=reason) for pk in predictions.values_list("id", flat=True)],
+        [ReviewItem(prediction_id=pk, reason=reason) for pk, reason in doubtful],
         ignore_conflicts=True,
     )
 
@@ -59,3 +61,11 @@ def confirm_predictions(items: QuerySet, reviewer) -> int:
 def training_labels() -> QuerySet:
     """Decided review items with the photo and its final class: training data for the next model."""
     return ReviewItem.objects.decided().select_related("prediction__image")
+
+
+def reviewed_photos() -> list[tuple]:
+    """Every reviewed photo once, with the final class of its latest decision: (Image, class)."""
+    latest = {}
+    for item in training_labels().order_by("reviewed_at", "id"):
+        latest[item.prediction.image_id] = (item.prediction.image, item.final_class)
+    return list(latest.values())

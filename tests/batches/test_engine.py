@@ -37,7 +37,8 @@ class FakeClassifier:
                 outcomes.append(Rejection(FailureReason.CORRUPT.value, "broken"))
             else:
                 confidence = float(image.original_name.split("-")[1])
-                outcomes.append(Outcome("shirts", confidence, {"shirts": confidence, "tops": 1 - confidence}))
+                reason = "low_confidence" if confidence < 0.8 else None
+                outcomes.append(Outcome("shirts", confidence, {"shirts": confidence, "tops": 1 - confidence}, reason))
         return outcomes
 
 

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import torch
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.test import TestCase, override_settings
@@ -46,10 +47,29 @@ class IsolatedRegistry(TestCase):
 class TrainCommandTests(IsolatedRegistry):
     def test_it_trains_registers_and_points_staging_at_the_new_version(self):
         data = small_folder(self.tmp_path / "train", split="train", per_class=10)
-        out = run_command(
-            "train", "--data", str(data), "--epochs", "1", "--unfreeze", "1", "--holdout", "0.2", "--json"
+        val = small_folder(self.tmp_path / "val", split="val", per_class=3)
+        err = io.StringIO()
+        out = io.StringIO()
+        call_command(
+            "train",
+            "--data",
+            str(data),
+            "--val",
+            str(val),
+            "--epochs",
+            "1",
+            "--unfreeze",
+            "1",
+            "--holdout",
+            "0.2",
+            "--json",
+            stdout=out,
+            stderr=err,
         )
-        summary = json.loads(out)
+        summary = json.loads(out.getvalue())
+        # Progress: one line per epoch with loss, accuracies and the time left.
+        assert "epoch 1/1: train loss" in err.getvalue() and "val accuracy" in err.getvalue()
+        assert "ETA" in err.getvalue()
         assert registry.alias_version("staging") == summary["version"]
         assert registry.alias_version("production") is None  # promotion is a separate, deliberate step
         assert summary["n_train"] + summary["n_holdout"] == 30
@@ -57,13 +77,44 @@ class TrainCommandTests(IsolatedRegistry):
         assert info.tags["arch"] == "lite0" and not info.demo
         run = registry.client().get_run(info.run_id)
         assert run.data.params["epochs"] == "1"
-        assert "holdout_accuracy" in run.data.metrics and "train_loss" in run.data.metrics
+        assert {"holdout_accuracy", "val_accuracy", "train_loss", "val_ece", "holdout_auto_accept_rate"} <= set(
+            run.data.metrics
+        )
+        history = registry.client().get_metric_history(info.run_id, "val_accuracy")
+        assert [m.step for m in history] == [0, 1]  # after the probe and after the epoch
+        artifacts = {a.path for a in registry.client().list_artifacts(info.run_id)}
+        assert {
+            "classes.json",
+            "holdout_report.json",
+            "val_report.json",
+            "confusion_matrix_val.png",
+            "dataset_manifest.csv",
+            "serving_config.json",
+        } <= artifacts
+        manifest = open(registry.client().download_artifacts(info.run_id, "dataset_manifest.csv", str(self.tmp_path)))
+        rows = manifest.read().splitlines()
+        assert rows[0] == "class,file,sha256" and len(rows) == 31
+        assert len(run.data.params["dataset_manifest_sha256"]) == 64
         classes = json.loads(
             open(registry.client().download_artifacts(info.run_id, "classes.json", str(self.tmp_path))).read()
         )
         assert classes == ["jeans", "sunglasses", "watches"]
+        # The routing policy fitted on the held-out photos travels with the version.
+        routing = inference.get_classifier(summary["version"]).config["routing"]
+        assert routing["temperature"] > 0 and set(routing["thresholds"]) == set(classes)
+        assert routing["target_precision"] == 0.99 and routing["unknown"]["method"] == "energy"
         change = AliasChange.objects.get()
         assert (change.alias, change.to_version, change.action) == ("staging", summary["version"], "train")
+        assert "manage.py train" in change.actor
+
+    def test_the_same_seed_gives_the_same_model(self):
+        data = small_folder(self.tmp_path / "train", split="train", per_class=8)
+        cfg = training.TrainConfig(epochs=1, unfreeze=1, holdout=0.25, seed=3)
+        first, second = training.train(data, cfg), training.train(data, cfg)
+        assert [r["holdout_accuracy"] for r in first.history] == [r["holdout_accuracy"] for r in second.history]
+        for name, tensor in first.model.state_dict().items():
+            assert torch.equal(tensor, second.model.state_dict()[name]), name
+        assert first.config["routing"] == second.config["routing"]
 
     def test_it_explains_a_missing_folder(self):
         with pytest.raises(CommandError, match="not a directory"):
@@ -78,24 +129,40 @@ class LifecycleTests(IsolatedRegistry):
             config["classes"] = config["classes"][1:] + config["classes"][:1]
         return services.register_model(result.model, config, run_name="t", params={}, history=[]).version
 
-    def test_evaluate_json_reports_accuracy_per_class_and_confusion(self):
+    def test_evaluate_json_reports_accuracy_per_class_calibration_and_routing(self):
         train = small_folder(self.tmp_path / "train", split="train", per_class=8)
         val = small_folder(self.tmp_path / "val", split="val", per_class=5)
         version = self.register_probe(train)
         report = json.loads(run_command("evaluate", "--data", str(val), "--version", version, "--json"))
-        assert {"accuracy", "per_class", "confusion_matrix", "classes", "n"} <= set(report)
+        assert {
+            "accuracy",
+            "per_class",
+            "confusion_matrix",
+            "classes",
+            "n",
+            "ece",
+            "ece_uncalibrated",
+            "auto_accept_rate",
+            "auto_accept_precision",
+        } <= set(report)
         assert report["n"] == 15 and report["classes"] == ["jeans", "sunglasses", "watches"]
         assert set(report["per_class"]["jeans"]) == {"precision", "recall", "support"}
         assert sum(map(sum, report["confusion_matrix"])) == 15
         assert report["accuracy"] > 0.6  # three easy classes, real features
+        assert 0 <= report["ece"] <= 1 and 0 <= report["auto_accept_rate"] <= 1
+        accepted = round(report["auto_accept_rate"] * 15)
+        assert accepted + sum(report["review_reasons"].values()) == 15
+        text = run_command("evaluate", "--data", str(val), "--version", version)
+        assert "Calibration: ECE" in text and "accepted automatically" in text
 
     def test_promote_moves_production_and_rollback_moves_it_back(self):
         train = small_folder(self.tmp_path / "train", split="train", per_class=5)
+        val = small_folder(self.tmp_path / "val", split="val", per_class=3)
         first, second = self.register_probe(train), self.register_probe(train)
         registry.set_alias("staging", first)
-        run_command("promote")
+        run_command("promote", "--data", str(val))
         registry.set_alias("staging", second)
-        run_command("promote")
+        run_command("promote", "--data", str(val))  # the same recipe: not worse
         assert registry.alias_version("production") == second
         run_command("rollback")
         assert registry.alias_version("production") == first
@@ -105,6 +172,9 @@ class LifecycleTests(IsolatedRegistry):
             .values_list("action", "from_version", "to_version")
         )
         assert actions == [("promote", "", first), ("promote", first, second), ("rollback", second, first)]
+        promoted = AliasChange.objects.filter(action="promote").order_by("id").last()
+        assert promoted.evaluation["candidate"]["n"] == 9 and "production" in promoted.evaluation
+        assert all("manage.py" in change.actor for change in AliasChange.objects.all())
         with pytest.raises(CommandError, match="no earlier production version"):
             run_command("rollback")
 
@@ -112,14 +182,52 @@ class LifecycleTests(IsolatedRegistry):
         train = small_folder(self.tmp_path / "train", split="train", per_class=6)
         val = small_folder(self.tmp_path / "val", split="val", per_class=4)
         good, bad = self.register_probe(train), self.register_probe(train, rotate_classes=True)
-        run_command("promote", "--version", good)
+        run_command("promote", "--version", good, "--data", str(val))
         with pytest.raises(CommandError, match="promotion refused: accuracy"):
             run_command("promote", "--version", bad, "--data", str(val))
         assert registry.alias_version("production") == good
         run_command("promote", "--version", bad, "--data", str(val), "--force")
         assert registry.alias_version("production") == bad
         forced = AliasChange.objects.filter(action="forced_promote").get()
-        assert forced.evaluation["candidate_accuracy"] < forced.evaluation["production_accuracy"]
+        assert forced.evaluation["candidate"]["accuracy"] < forced.evaluation["production"]["accuracy"]
+        assert forced.evaluation["problems"]
+
+    def test_promote_without_a_folder_to_compare_on_is_refused_unless_forced(self):
+        train = small_folder(self.tmp_path / "train", split="train", per_class=4)
+        first, second = self.register_probe(train), self.register_probe(train)
+        run_command("promote", "--version", first, "--data", "")  # the first production needs no comparison
+        with pytest.raises(CommandError, match="no labelled folder"):
+            run_command("promote", "--version", second, "--data", "")
+        run_command("promote", "--version", second, "--data", "", "--force")
+        assert registry.alias_version("production") == second
+
+    def test_alias_moves_are_shown_in_the_admin_with_their_figures(self):
+        train = small_folder(self.tmp_path / "train", split="train", per_class=4)
+        val = small_folder(self.tmp_path / "val", split="val", per_class=2)
+        version = self.register_probe(train)
+        run_command("promote", "--version", version, "--data", str(val))
+        change = AliasChange.objects.get()
+        admin = make_user("admin-user", staff=True)
+        admin.is_superuser = True
+        admin.save()
+        self.client.force_login(admin)
+        listing = self.client.get("/admin/classifier/aliaschange/").content.decode()
+        assert f"{change.evaluation['candidate']['accuracy']:.2%}" in listing
+        detail = self.client.get(f"/admin/classifier/aliaschange/{change.pk}/change/").content.decode()
+        assert "candidate" in detail and "recall" in detail
+        assert self.client.post("/admin/classifier/aliaschange/add/").status_code == 403
+
+
+def report(accuracy, recalls):
+    return {"accuracy": accuracy, "per_class": {name: {"recall": r} for name, r in recalls.items()}}
+
+
+def test_the_gate_refuses_a_class_recall_drop_of_more_than_three_points():
+    production = report(0.90, {"tops": 0.90, "belts": 1.0})
+    assert services.compare_reports(report(0.92, {"tops": 0.88, "belts": 1.0}), production) == []
+    problems = services.compare_reports(report(0.95, {"tops": 0.86, "belts": 1.0}), production)
+    assert problems == ["recall of tops drops from 90.00% to 86.00%"]
+    assert services.compare_reports(report(0.89, {"tops": 0.9, "belts": 1.0}), production)[0].startswith("accuracy")
 
 
 class BootstrapTests(IsolatedRegistry):

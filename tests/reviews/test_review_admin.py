@@ -25,6 +25,7 @@ def doubtful_prediction(name="item.jpg", predicted="tops", confidence=0.41) -> P
         predicted_class=predicted,
         confidence=confidence,
         probabilities=probabilities,
+        review_reason="low_confidence",
     )
     services.queue_for_review(Prediction.objects.filter(pk=prediction.pk))
     return prediction

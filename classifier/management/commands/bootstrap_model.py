@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier import services
+from classifier.management import command_actor
 from classifier.models import AliasChange
 
 
@@ -31,10 +32,10 @@ class Command(BaseCommand):
             raise CommandError(f"{data} is not a directory")
         registered = self.linear_probe(data) if data else self.demo()
         services.move_alias(
-            services.STAGING, registered.version, AliasChange.Action.BOOTSTRAP, "manage.py bootstrap_model"
+            services.STAGING, registered.version, AliasChange.Action.BOOTSTRAP, command_actor("bootstrap_model")
         )
         services.move_alias(
-            services.PRODUCTION, registered.version, AliasChange.Action.BOOTSTRAP, "manage.py bootstrap_model"
+            services.PRODUCTION, registered.version, AliasChange.Action.BOOTSTRAP, command_actor("bootstrap_model")
         )
         kind = "linear probe" if data else "DEMO (ImageNet mapping, about 67% accurate)"
         self.stdout.write(self.style.SUCCESS(f"production is now version {registered.version}: {kind}"))
@@ -55,7 +56,13 @@ class Command(BaseCommand):
             progress.close()
         params = {"recipe": "linear_probe", "arch": cfg.arch, "data": str(data), "n_train": result.n_train}
         return services.register_model(
-            result.model, result.config, run_name="bootstrap-linear-probe", params=params, history=result.history
+            result.model,
+            result.config,
+            run_name="bootstrap-linear-probe",
+            params=params,
+            history=result.history,
+            reports={"holdout": result.holdout_report} if result.holdout_report else None,
+            manifest=result.manifest,
         )
 
     def demo(self):

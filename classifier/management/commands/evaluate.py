@@ -4,6 +4,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError
 
+from classifier.calibration import ECE_BINS
 from classifier.management import ModelVersionCommand
 
 
@@ -36,13 +37,28 @@ class Command(ModelVersionCommand):
             self.stdout.write(format_report(report))
 
 
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
 def format_report(report: dict) -> str:
     classes = report["classes"]
     width = max(len(name) for name in classes)
     lines = [
         f"Model version {report['model_version']}: top-1 accuracy {report['accuracy']:.2%} on {report['n']} photos",
-        "",
+        f"Calibration: ECE {report['ece']:.2%} (uncalibrated {report['ece_uncalibrated']:.2%}, "
+        f"temperature {report['temperature']:.3f}; {ECE_BINS} bins)",
+        f"Routing: {report['auto_accept_rate']:.1%} accepted automatically, "
+        f"{_percent(report['auto_accept_precision'])} of them right; to review: "
+        + ", ".join(f"{count} {reason}" for reason, count in report["review_reasons"].items()),
     ]
+    seed = report.get("seed_classes")
+    if seed and seed["n"]:
+        lines.append(
+            f"Seed classes ({', '.join(seed['classes'])}; {seed['n']} photos): recall {seed['recall']:.2%}, "
+            f"accuracy among the five {seed['accuracy_among_five']:.2%}"
+        )
+    lines.append("")
     lines.append(f"{'class':<{width}}  precision  recall  support")
     for name in classes:
         row = report["per_class"][name]

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier import services
+from classifier.management import command_actor
 
 
 class Command(BaseCommand):
@@ -8,7 +9,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            change = services.rollback("manage.py rollback")
+            change = services.rollback(command_actor("rollback"))
         except services.PromotionRefused as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(f"production: version {change.from_version} -> {change.to_version}"))

@@ -1,0 +1,200 @@
+"""Confidence that means what it says, and who decides: the model or a reviewer.
+
+- Temperature scaling: one number T fitted on held-out photos at training time; the
+  served probabilities are softmax(logits / T). `expected_calibration_error` measures it.
+- Auto-accept thresholds per class, chosen on held-out photos so that the photos accepted
+  without a human reach a target precision (AUTO_ACCEPT_PRECISION).
+- An open-set score for photos of things that are none of our classes (see docs/model.md
+  for the scores compared): above its threshold a photo goes to review as `unknown_item`.
+
+All of it is stored in the version's config.json under "routing", so a version carries the
+policy it was validated with.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+ECE_BINS = 15
+
+LOW_CONFIDENCE = "low_confidence"
+UNKNOWN_ITEM = "unknown_item"
+
+
+# --- Temperature --------------------------------------------------------------------
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T minimising the negative log-likelihood of softmax(logits / T) (T > 0)."""
+    logits = logits.detach().float().clone()  # inference-mode tensors cannot join autograd
+    log_t = torch.zeros((), requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp())
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
+    """|accuracy - confidence| averaged over equal-width confidence bins, weighted by size."""
+    if len(labels) == 0:
+        return 0.0
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            weight = in_bin.float().mean()
+            ece += float(weight * (correct[in_bin].mean() - confidence[in_bin].mean()).abs())
+    return ece
+
+
+# --- Open-set score -----------------------------------------------------------------
+
+
+def unknown_scores(logits: torch.Tensor, method: str = "energy") -> torch.Tensor:
+    """Higher means less like any known class.
+
+    energy: -logsumexp(logits); max_logit: -max(logits); msp: 1 - max softmax probability.
+    """
+    logits = logits.float()
+    if method == "energy":
+        return -torch.logsumexp(logits, dim=1)
+    if method == "max_logit":
+        return -logits.max(dim=1).values
+    if method == "msp":
+        return 1 - logits.softmax(dim=1).max(dim=1).values
+    raise ValueError(f"unknown open-set score {method!r}")
+
+
+def auroc(negatives: torch.Tensor, positives: torch.Tensor) -> float:
+    """Probability that a positive scores above a negative (ties count half)."""
+    if len(negatives) == 0 or len(positives) == 0:
+        return float("nan")
+    diff = positives.view(-1, 1) - negatives.view(1, -1)
+    return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())
+
+
+# --- Thresholds ---------------------------------------------------------------------
+
+
+def precision_threshold(confidence: torch.Tensor, correct: torch.Tensor, target: float) -> float:
+    """The lowest threshold down to which every accepted set (confidence >= t) reaches `target`.
+
+    Walks from the most confident photo down and stops at the first point where precision
+    falls below the target, so a lucky stretch further down never lowers the threshold.
+    Returns 1.0 (accept nothing) when even the most confident photo is wrong.
+    """
+    if len(confidence) == 0:
+        return 1.0
+    order = torch.argsort(confidence, descending=True)
+    conf, hits = confidence[order], correct[order].float()
+    precision = hits.cumsum(0) / torch.arange(1, len(hits) + 1)
+    threshold = 1.0
+    for i in range(len(conf)):
+        if precision[i] < target:
+            break
+        # Ties: only accept down to a confidence value whose whole group is in.
+        if i + 1 == len(conf) or conf[i + 1] < conf[i]:
+            threshold = float(conf[i])
+    return threshold
+
+
+def choose_thresholds(probs: torch.Tensor, labels: torch.Tensor, classes: list[str], target: float) -> dict:
+    """Per-class auto-accept thresholds on calibrated confidence.
+
+    Each class's threshold is the stricter of the overall one (all predictions pooled) and
+    its own (only photos predicted as that class): held-out sets are small per class, and the
+    pooled threshold keeps an easy class with few photos from being waved through.
+    """
+    confidence, predicted = probs.max(dim=1)
+    correct = predicted == labels
+    overall = precision_threshold(confidence, correct, target)
+    thresholds = {}
+    for index, name in enumerate(classes):
+        mine = predicted == index
+        thresholds[name] = max(overall, precision_threshold(confidence[mine], correct[mine], target))
+    return {"overall": overall, "per_class": thresholds}
+
+
+def known_quantile(scores: torch.Tensor, flagged: float) -> float:
+    """The open-set threshold that flags the given fraction of known photos."""
+    if len(scores) == 0:
+        return math.inf
+    return float(torch.quantile(scores.float(), 1 - flagged))
+
+
+# --- The policy a version is served with --------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    temperature: float = 1.0
+    thresholds: dict | None = None  # class -> minimum calibrated confidence
+    default_threshold: float = 0.8  # for classes (or versions) without one
+    unknown_method: str | None = None
+    unknown_threshold: float = math.inf
+
+    @classmethod
+    def from_config(cls, config: dict, default_threshold: float) -> RoutingPolicy:
+        routing = config.get("routing") or {}
+        unknown = routing.get("unknown") or {}
+        return cls(
+            temperature=float(routing.get("temperature", 1.0)),
+            thresholds=routing.get("thresholds"),
+            default_threshold=default_threshold,
+            unknown_method=unknown.get("method"),
+            unknown_threshold=float(unknown.get("threshold", math.inf)),
+        )
+
+    def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits.float() / self.temperature).softmax(dim=1)
+
+    def unknown(self, logits: torch.Tensor) -> torch.Tensor | None:
+        return unknown_scores(logits, self.unknown_method) if self.unknown_method else None
+
+    def threshold(self, predicted_class: str) -> float:
+        if self.thresholds and predicted_class in self.thresholds:
+            return float(self.thresholds[predicted_class])
+        return self.default_threshold
+
+    def reason(self, predicted_class: str, confidence: float, unknown: float | None) -> str | None:
+        """Why a prediction needs a reviewer (None: it is accepted automatically)."""
+        if unknown is not None and unknown > self.unknown_threshold:
+            return UNKNOWN_ITEM
+        if confidence < self.threshold(predicted_class):
+            return LOW_CONFIDENCE
+        return None
+
+    def reasons(self, classes: list[str], probs: torch.Tensor, unknown: torch.Tensor | None) -> list[str | None]:
+        """`reason` for every row of calibrated probabilities (and open-set scores)."""
+        confidence, predicted = probs.max(dim=1)
+        scores = unknown.tolist() if unknown is not None else [None] * len(probs)
+        return [
+            self.reason(classes[index], value, score)
+            for index, value, score in zip(predicted.tolist(), confidence.tolist(), scores)
+        ]
+
+
+def routing_figures(probs: torch.Tensor, raw_probs: torch.Tensor, labels: torch.Tensor, reasons: list) -> dict:
+    """Calibration and auto-accept figures of predictions whose true classes are known."""
+    accepted = torch.tensor([reason is None for reason in reasons], dtype=torch.bool)
+    correct = probs.argmax(dim=1) == labels
+    return {
+        "ece": expected_calibration_error(probs, labels),
+        "ece_uncalibrated": expected_calibration_error(raw_probs, labels),
+        "auto_accept_rate": float(accepted.float().mean()) if len(labels) else 0.0,
+        "auto_accept_precision": float(correct[accepted].float().mean()) if accepted.any() else None,
+        "review_reasons": {reason: reasons.count(reason) for reason in (LOW_CONFIDENCE, UNKNOWN_ITEM)},
+    }

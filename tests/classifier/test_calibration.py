@@ -1,0 +1,119 @@
+"""Temperature scaling, ECE, auto-accept thresholds and the open-set score, on synthetic logits
+where the right numbers are known exactly."""
+
+import math
+
+import pytest
+import torch
+
+from classifier import calibration
+from classifier.calibration import LOW_CONFIDENCE, UNKNOWN_ITEM, RoutingPolicy
+
+
+def overconfident(n=20000, classes=5, true_temperature=2.0, seed=0):
+    """Logits whose labels are drawn from softmax(logits / true_temperature)."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, classes, generator=generator) * 4
+    labels = torch.multinomial((logits / true_temperature).softmax(dim=1), 1, generator=generator).squeeze(1)
+    return logits, labels
+
+
+def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_with():
+    logits, labels = overconfident(true_temperature=2.0)
+    assert calibration.fit_temperature(logits, labels) == pytest.approx(2.0, abs=0.1)
+    logits, labels = overconfident(true_temperature=0.5, seed=1)
+    assert calibration.fit_temperature(logits, labels) == pytest.approx(0.5, abs=0.05)
+
+
+def test_ece_is_the_weighted_gap_between_confidence_and_accuracy():
+    # Four photos at 0.9 confidence, three right: one bin, |0.75 - 0.9| = 0.15.
+    probs = torch.tensor([[0.9, 0.1]] * 4)
+    labels = torch.tensor([0, 0, 0, 1])
+    assert calibration.expected_calibration_error(probs, labels) == pytest.approx(0.15)
+    # Add four at 0.6, all right: (4 * 0.15 + 4 * 0.4) / 8.
+    probs = torch.cat([probs, torch.tensor([[0.6, 0.4]] * 4)])
+    labels = torch.cat([labels, torch.tensor([0, 0, 0, 0])])
+    assert calibration.expected_calibration_error(probs, labels) == pytest.approx((0.6 + 1.6) / 8)
+    # Perfectly calibrated: confidence 1 and always right.
+    assert calibration.expected_calibration_error(torch.eye(3), torch.arange(3)) == pytest.approx(0.0)
+
+
+def test_temperature_scaling_brings_ece_of_overconfident_logits_under_two_percent():
+    logits, labels = overconfident(true_temperature=2.5, seed=2)
+    before = calibration.expected_calibration_error(logits.softmax(dim=1), labels)
+    policy = RoutingPolicy(temperature=calibration.fit_temperature(logits, labels))
+    after = calibration.expected_calibration_error(policy.calibrate(logits), labels)
+    assert before > 0.05
+    assert after < 0.02
+
+
+def test_precision_threshold_stops_at_the_first_dip_below_target():
+    confidence = torch.tensor([0.99, 0.98, 0.97, 0.96, 0.95, 0.90, 0.80])
+    correct = torch.tensor([True, True, True, True, False, True, True])
+    # Down to 0.96 precision is 100%; at 0.95 it is 4/5 = 80% < 90%: stop there.
+    assert calibration.precision_threshold(confidence, correct, 0.9) == pytest.approx(0.96)
+    # A target of 80% accepts the wrong one too; 0.90 gives 5/6, 0.80 gives 6/7.
+    assert calibration.precision_threshold(confidence, correct, 0.8) == pytest.approx(0.80)
+    # The most confident photo is wrong: accept nothing.
+    assert calibration.precision_threshold(torch.tensor([0.9, 0.8]), torch.tensor([False, True]), 0.5) == 1.0
+
+
+def test_precision_threshold_never_splits_a_tie():
+    confidence = torch.tensor([0.9, 0.9, 0.8])
+    correct = torch.tensor([True, False, True])
+    # Accepting one of the two 0.9s is not possible: a threshold takes both or neither.
+    assert calibration.precision_threshold(confidence, correct, 0.99) == 1.0
+
+
+def test_per_class_threshold_is_the_stricter_of_its_own_and_the_overall_one():
+    # Class 0: confident and always right. Class 1: wrong at 0.7.
+    probs = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.6, 0.4], [0.1, 0.9], [0.3, 0.7], [0.2, 0.8]])
+    labels = torch.tensor([0, 0, 0, 1, 0, 1])
+    chosen = calibration.choose_thresholds(probs, labels, ["a", "b"], target=0.99)
+    # Overall, sorted: .95 ok, .9 ok, .9 ok, .8 ok, .7 wrong -> stop; threshold 0.8.
+    assert chosen["overall"] == pytest.approx(0.8)
+    assert chosen["per_class"]["a"] == pytest.approx(0.8)  # its own would be 0.6
+    assert chosen["per_class"]["b"] == pytest.approx(0.8)  # its own: 0.9 ok, 0.8 ok, 0.7 wrong
+
+
+def test_open_set_scores():
+    logits = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    energy = calibration.unknown_scores(logits, "energy")
+    assert energy[0] == pytest.approx(-math.log(2))
+    assert energy[1] < energy[0]  # a confident photo looks less unknown
+    assert calibration.unknown_scores(logits, "max_logit").tolist() == [0.0, -10.0]
+    assert calibration.unknown_scores(logits, "msp")[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        calibration.unknown_scores(logits, "magic")
+    assert calibration.auroc(torch.tensor([0.0, 1.0]), torch.tensor([2.0, 3.0])) == 1.0
+    assert calibration.auroc(torch.tensor([1.0]), torch.tensor([1.0])) == 0.5
+
+
+def test_known_quantile_flags_the_given_share_of_known_photos():
+    scores = torch.arange(100, dtype=torch.float)
+    threshold = calibration.known_quantile(scores, 0.05)
+    assert int((scores > threshold).sum()) == 5
+
+
+def test_routing_policy_gives_each_prediction_its_reason():
+    config = {
+        "routing": {
+            "temperature": 2.0,
+            "thresholds": {"belts": 0.5, "tops": 0.95},
+            "unknown": {"method": "energy", "threshold": -3.0},
+        }
+    }
+    policy = RoutingPolicy.from_config(config, default_threshold=0.8)
+    assert policy.reason("belts", 0.6, unknown=-5.0) is None
+    assert policy.reason("tops", 0.9, unknown=-5.0) == LOW_CONFIDENCE
+    assert policy.reason("belts", 0.99, unknown=-2.0) == UNKNOWN_ITEM  # unlike every class: never auto-accepted
+    assert policy.threshold("wallets") == 0.8  # no threshold of its own: the fallback
+    probs = policy.calibrate(torch.tensor([[2.0, 0.0]]))
+    assert probs[0, 0] == pytest.approx(1 / (1 + math.exp(-1.0)))
+
+
+def test_a_version_without_routing_uses_the_fallback_threshold_only():
+    policy = RoutingPolicy.from_config({}, default_threshold=0.8)
+    assert policy.temperature == 1.0 and policy.unknown(torch.zeros(1, 3)) is None
+    assert policy.reason("tops", 0.79, None) == LOW_CONFIDENCE
+    assert policy.reason("tops", 0.81, None) is None

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DATABASE_URL_TEST ?= postgres://postgres@127.0.0.1:5432/refunds
 
-.PHONY: run test venv check clean browser
+.PHONY: run test venv check clean browser bench
 
 venv: $(STAMP)
 
@@ -31,6 +31,12 @@ check: venv
 
 test: venv browser check
 	DATABASE_URL=$(DATABASE_URL_TEST) $(PY) -m pytest $(PYTEST_ARGS)
+
+# Speed of the batch path in a throw-away database (docs/performance.md); BENCH_PHOTOS=N photos per set.
+bench: venv
+	./bin/manage migrate --noinput >/dev/null
+	./bin/manage bootstrap_model
+	./bin/manage bench
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

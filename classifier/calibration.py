@@ -90,25 +90,21 @@ def auroc(negatives: torch.Tensor, positives: torch.Tensor) -> float:
 
 
 def precision_threshold(confidence: torch.Tensor, correct: torch.Tensor, target: float) -> float:
-    """The lowest threshold down to which every accepted set (confidence >= t) reaches `target`.
+    """The lowest threshold t at which the photos with confidence >= t reach `target` precision.
 
-    Walks from the most confident photo down and stops at the first point where precision
-    falls below the target, so a lucky stretch further down never lowers the threshold.
-    Returns 1.0 (accept nothing) when even the most confident photo is wrong.
+    Returns 1.0 (accept nothing) when no threshold reaches it. A threshold never splits photos
+    of equal confidence.
     """
     if len(confidence) == 0:
         return 1.0
     order = torch.argsort(confidence, descending=True)
     conf, hits = confidence[order], correct[order].float()
     precision = hits.cumsum(0) / torch.arange(1, len(hits) + 1)
-    threshold = 1.0
-    for i in range(len(conf)):
-        if precision[i] < target:
-            break
-        # Ties: only accept down to a confidence value whose whole group is in.
-        if i + 1 == len(conf) or conf[i + 1] < conf[i]:
-            threshold = float(conf[i])
-    return threshold
+    # Cut points are the last photo of each group of equal confidence.
+    last_of_group = torch.ones(len(conf), dtype=torch.bool)
+    last_of_group[:-1] = conf[1:] < conf[:-1]
+    good = torch.nonzero(last_of_group & (precision >= target)).flatten()
+    return float(conf[good[-1]]) if len(good) else 1.0
 
 
 def choose_thresholds(probs: torch.Tensor, labels: torch.Tensor, classes: list[str], target: float) -> dict:

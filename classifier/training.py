@@ -56,7 +56,7 @@ class TrainConfig:
     # auto-accepted photos must reach (None: settings.AUTO_ACCEPT_PRECISION), the open-set
     # score and the fraction of known held-out photos its threshold sends to review.
     target_precision: float | None = None
-    unknown_method: str = "energy"
+    unknown_method: str = "max_logit"
     unknown_rate: float = 0.05
 
 

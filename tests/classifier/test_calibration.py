@@ -47,15 +47,20 @@ def test_temperature_scaling_brings_ece_of_overconfident_logits_under_two_percen
     assert after < 0.02
 
 
-def test_precision_threshold_stops_at_the_first_dip_below_target():
-    confidence = torch.tensor([0.99, 0.98, 0.97, 0.96, 0.95, 0.90, 0.80])
-    correct = torch.tensor([True, True, True, True, False, True, True])
-    # Down to 0.96 precision is 100%; at 0.95 it is 4/5 = 80% < 90%: stop there.
-    assert calibration.precision_threshold(confidence, correct, 0.9) == pytest.approx(0.96)
-    # A target of 80% accepts the wrong one too; 0.90 gives 5/6, 0.80 gives 6/7.
-    assert calibration.precision_threshold(confidence, correct, 0.8) == pytest.approx(0.80)
-    # The most confident photo is wrong: accept nothing.
-    assert calibration.precision_threshold(torch.tensor([0.9, 0.8]), torch.tensor([False, True]), 0.5) == 1.0
+def test_precision_threshold_is_the_lowest_that_reaches_the_target():
+    confidence = torch.tensor([0.99, 0.98, 0.97, 0.96, 0.95, 0.90, 0.80, 0.70])
+    correct = torch.tensor([True, True, True, True, False, True, True, False])
+    # Precision down to each cut: 1, 1, 1, 1, 4/5, 5/6, 6/7, 6/8.
+    assert calibration.precision_threshold(confidence, correct, 0.99) == pytest.approx(0.96)
+    assert calibration.precision_threshold(confidence, correct, 0.85) == pytest.approx(0.80)  # 6/7 = 0.857
+    assert calibration.precision_threshold(confidence, correct, 0.5) == pytest.approx(0.70)
+    # The most confident photo is wrong and nothing recovers: accept nothing.
+    assert calibration.precision_threshold(torch.tensor([0.9, 0.8]), torch.tensor([False, True]), 0.6) == 1.0
+    # ... but a wrong photo high up does not stop the walk when enough right ones follow.
+    many = torch.linspace(0.99, 0.5, 200)
+    hits = torch.ones(200, dtype=torch.bool)
+    hits[3] = False
+    assert calibration.precision_threshold(many, hits, 0.99) == pytest.approx(0.5)
 
 
 def test_precision_threshold_never_splits_a_tie():
@@ -70,10 +75,10 @@ def test_per_class_threshold_is_the_stricter_of_its_own_and_the_overall_one():
     probs = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.6, 0.4], [0.1, 0.9], [0.3, 0.7], [0.2, 0.8]])
     labels = torch.tensor([0, 0, 0, 1, 0, 1])
     chosen = calibration.choose_thresholds(probs, labels, ["a", "b"], target=0.99)
-    # Overall, sorted: .95 ok, .9 ok, .9 ok, .8 ok, .7 wrong -> stop; threshold 0.8.
+    # Overall, sorted: .95 .9 .9 .8 right, .7 wrong, .6 right: 5/6 at 0.6 is under 99%; 0.8.
     assert chosen["overall"] == pytest.approx(0.8)
-    assert chosen["per_class"]["a"] == pytest.approx(0.8)  # its own would be 0.6
-    assert chosen["per_class"]["b"] == pytest.approx(0.8)  # its own: 0.9 ok, 0.8 ok, 0.7 wrong
+    assert chosen["per_class"]["a"] == pytest.approx(0.8)  # its own would be 0.6 (3 of 3 right)
+    assert chosen["per_class"]["b"] == pytest.approx(0.8)  # its own: 0.9, 0.8 right, 0.7 wrong
 
 
 def test_open_set_scores():

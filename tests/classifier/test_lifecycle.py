@@ -102,7 +102,7 @@ class TrainCommandTests(IsolatedRegistry):
         # The routing policy fitted on the held-out photos travels with the version.
         routing = inference.get_classifier(summary["version"]).config["routing"]
         assert routing["temperature"] > 0 and set(routing["thresholds"]) == set(classes)
-        assert routing["target_precision"] == 0.99 and routing["unknown"]["method"] == "energy"
+        assert routing["target_precision"] == 0.99 and routing["unknown"]["method"] == "max_logit"
         change = AliasChange.objects.get()
         assert (change.alias, change.to_version, change.action) == ("staging", summary["version"], "train")
         assert "manage.py train" in change.actor

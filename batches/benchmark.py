@@ -1,0 +1,207 @@
+"""`manage.py bench`: the batch path measured against its two essential costs.
+
+For each photo set, in one process and on the same photos:
+- pipeline: the real batch path (claim, read, decode, preprocess, forward, write predictions
+  and review items, commit), from the start of the run to its last commit;
+- model_only: the forward pass alone on ready tensors, at the same forward batch size;
+- decode_only: reading + decoding + preprocessing alone, in the same thread pool;
+- efficiency: pipeline / ideal, ideal = 1 / (1/decode_only + 1/model_only);
+- naive: the same code with one photo per chunk and per forward pass, and full-size decoding.
+The photos are registered in a throw-away database (Django's test database machinery), so
+nothing of the product's own data is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+from django.test.utils import override_settings
+from PIL import Image as PILImage
+
+LARGE_SIZE = (1280, 960)
+
+
+def dev_photo_paths(count: int) -> list[Path]:
+    """The first `count` development photos, taking classes in turn (a stable, mixed set)."""
+    root = Path(settings.TRAIN_DATA_DIR)
+    if not root.is_dir():
+        raise FileNotFoundError(f"TRAIN_DATA_DIR {root} is not a directory")
+    per_class = [sorted(p for p in folder.glob("*.jpg")) for folder in sorted(root.iterdir()) if folder.is_dir()]
+    paths = []
+    for row in range(max(len(files) for files in per_class)):
+        paths.extend(files[row] for files in per_class if row < len(files))
+    return paths[:count]
+
+
+def large_photos(sources: list[Path], folder: Path, seed: int = 0) -> list[Path]:
+    """1280x960 JPEGs made from the development photos: upscaled, with sensor-like noise so
+    they compress (and decode) like camera photos. Made once and kept in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for index, source in enumerate(sources):
+        target = folder / f"{index:05d}-{source.stem}.jpg"
+        if not target.exists():
+            rng = np.random.default_rng(seed + index)
+            with PILImage.open(source) as photo:
+                canvas = PILImage.new("RGB", LARGE_SIZE, "white")
+                picture = photo.convert("RGB")
+                scale = min(LARGE_SIZE[0] / picture.width, LARGE_SIZE[1] / picture.height)
+                picture = picture.resize((int(picture.width * scale), int(picture.height * scale)), PILImage.BICUBIC)
+                canvas.paste(picture, ((LARGE_SIZE[0] - picture.width) // 2, (LARGE_SIZE[1] - picture.height) // 2))
+            pixels = np.asarray(canvas, dtype=np.int16) + rng.normal(0, 6, (LARGE_SIZE[1], LARGE_SIZE[0], 3))
+            tmp = target.with_suffix(".tmp")
+            PILImage.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(tmp, format="JPEG", quality=90)
+            os.replace(tmp, target)
+        made.append(target)
+    return made
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextlib.contextmanager
+def throwaway_database():
+    """A fresh, migrated database beside the configured one, dropped afterwards."""
+    old_name = connection.settings_dict["NAME"]
+    test = connection.settings_dict.setdefault("TEST", {})
+    configured = test.get("NAME")
+    if connection.vendor == "sqlite":
+        # A file, not Django's shared in-memory database: the decoder threads never touch it,
+        # but the run must see the same data from every connection.
+        test["NAME"] = str(Path(settings.VAR_DIR) / "bench" / "bench.sqlite3")
+    else:
+        test["NAME"] = f"bench_{old_name}"[:63]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        yield
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        test["NAME"] = configured
+
+
+def timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def pipeline_seconds(paths: list[Path], version: str) -> tuple[float, int]:
+    """Register the photos (not timed), then one batch run over them, start to last commit."""
+    from batches import services
+    from batches.models import BatchRun, Image
+
+    for path in paths:
+        with open(path, "rb") as stream:
+            services.register_image(stream, path.name, Image.Source.INBOX)
+    started = time.perf_counter()
+    run = services.start_batch_run(BatchRun.Trigger.COMMAND)  # every photo without a result: the nightly path
+    while services.process_run(run.pk):
+        pass
+    seconds = time.perf_counter() - started
+    run.refresh_from_db()
+    if run.model_version != version or not run.is_finished:
+        raise RuntimeError(f"benchmark run {run.pk} did not finish with version {version}: {run.status}")
+    return seconds, run.total
+
+
+def measure_set(paths: list[Path], classifier, naive_count: int) -> dict:
+    """Pipeline, model-only, decode-only and naive speeds of one photo set."""
+    n = len(paths)
+    pipeline, total = pipeline_seconds(paths, classifier.version)
+    decode = timed(lambda: classifier.decode_many(paths))
+    tensors = [t for t in classifier.decode_many(paths) if not hasattr(t, "reason")]
+    model = timed(lambda: list(classifier.logits(tensors)))
+    result = {
+        "n": n,
+        "pipeline_img_s": total / pipeline,
+        "model_only_img_s": len(tensors) / model,
+        "decode_only_img_s": n / decode,
+    }
+    ideal = 1 / (1 / result["decode_only_img_s"] + 1 / result["model_only_img_s"])
+    result["ideal_img_s"] = ideal
+    result["efficiency"] = result["pipeline_img_s"] / ideal
+    result["naive_img_s"], result["naive_n"] = naive_speed(paths[:naive_count], classifier)
+    return {key: round(value, 3) if isinstance(value, float) else value for key, value in result.items()}
+
+
+def naive_speed(paths: list[Path], classifier) -> tuple[float, int]:
+    """The obvious implementation through the same code: one photo per chunk and per forward
+    pass, decoded at full size. Its photos get fresh copies (one changed byte) so that the
+    run has work to do."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copies = []
+        for path in paths:
+            copy = Path(tmp) / f"naive-{path.name}"
+            copy.write_bytes(path.read_bytes() + b"\0")  # after the JPEG end marker: the same picture
+            copies.append(copy)
+        draft = classifier.draft_size
+        classifier.draft_size = None
+        try:
+            with override_settings(BATCH_CHUNK_SIZE=1, INFERENCE_BATCH=1):
+                seconds, total = pipeline_seconds(copies, classifier.version)
+        finally:
+            classifier.draft_size = draft
+    return total / seconds, total
+
+
+def configuration(classifier) -> dict:
+    import torch
+
+    return {
+        "arch": classifier.config["arch"],
+        "input_size": classifier.config["preprocessing"]["input_size"],
+        "model_version": classifier.version,
+        "runtime": "pytorch eager fp32" if classifier.device.type == "cpu" else "pytorch eager bf16",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "decode_threads": settings.INFERENCE_THREADS or os.cpu_count(),
+        "forward_batch": classifier.forward_batch,
+        "chunk_size": settings.BATCH_CHUNK_SIZE,
+        "allocator": os.environ.get("LD_PRELOAD") or "glibc",
+        "database": connection.vendor,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
+
+
+def run(count: int, naive_count: int, accuracy: bool, progress: Callable[[str], None]) -> dict:
+    from classifier import inference, training
+
+    version, _ = inference.resolve_production()
+    classifier = inference.get_classifier(version)
+    work = Path(settings.VAR_DIR) / "bench"
+    small = dev_photo_paths(count)
+    progress(f"making {len(small)} 1280x960 photos under {work} (once)")
+    large = large_photos(small, work / "photos-1280x960")
+    media = Path(tempfile.mkdtemp(prefix="media-", dir=work))
+    document: dict = {}
+    try:
+        with override_settings(MEDIA_ROOT=str(media)), throwaway_database():
+            for name, paths in (("photos_60x80", small), ("photos_1280x960", large)):
+                progress(f"{name}: {len(paths)} photos")
+                document[name] = measure_set(paths, classifier, naive_count)
+                progress(f"{name}: {document[name]}")
+    finally:
+        shutil.rmtree(media, ignore_errors=True)
+    document["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    document["device"] = str(classifier.device)
+    document["config"] = configuration(classifier)
+    document["val_accuracy"] = None
+    if accuracy and settings.EVAL_DATA_DIR and Path(settings.EVAL_DATA_DIR).is_dir():
+        progress(f"accuracy on {settings.EVAL_DATA_DIR}")
+        with contextlib.redirect_stdout(io.StringIO()):
+            document["val_accuracy"] = round(training.evaluate(classifier, Path(settings.EVAL_DATA_DIR))["accuracy"], 4)
+    return document

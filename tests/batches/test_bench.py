@@ -1,0 +1,38 @@
+"""`bench` runs the real batch path in a throw-away database and prints one JSON document."""
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from PIL import Image as PILImage
+
+from batches.models import BatchRun, Image
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SET_KEYS = {"pipeline_img_s", "model_only_img_s", "decode_only_img_s", "efficiency", "naive_img_s", "n"}
+
+
+def test_bench_prints_every_figure_for_both_photo_sets_and_leaves_the_database_alone(trained_model, settings):
+    version, _ = trained_model
+    out, err = io.StringIO(), io.StringIO()
+    call_command("bench", "--photos", "6", "--naive-photos", "2", "--no-accuracy", stdout=out, stderr=err)
+    document = json.loads(out.getvalue())
+    for name in ("photos_60x80", "photos_1280x960"):
+        figures = document[name]
+        assert SET_KEYS <= set(figures)
+        assert figures["n"] == 6 and figures["naive_n"] == 2
+        assert all(figures[key] > 0 for key in SET_KEYS)
+        # efficiency is the pipeline against what decoding and the model allow together
+        ideal = 1 / (1 / figures["decode_only_img_s"] + 1 / figures["model_only_img_s"])
+        assert figures["efficiency"] == pytest.approx(figures["pipeline_img_s"] / ideal, rel=0.01)
+    assert document["peak_rss_mb"] > 100 and document["device"] == "cpu"
+    assert document["config"]["model_version"] == version and "val_accuracy" in document
+    # The big photos really are 1280x960 camera-like JPEGs.
+    made = sorted((settings.VAR_DIR / "bench" / "photos-1280x960").glob("*.jpg"))
+    assert len(made) == 6
+    with PILImage.open(made[0]) as photo:
+        assert photo.size == (1280, 960) and photo.format == "JPEG"
+    # Everything was registered and classified in the throw-away database, not here.
+    assert not Image.objects.exists() and not BatchRun.objects.exists()

@@ -70,15 +70,24 @@ def test_precision_threshold_never_splits_a_tie():
     assert calibration.precision_threshold(confidence, correct, 0.99) == 1.0
 
 
-def test_per_class_threshold_is_the_stricter_of_its_own_and_the_overall_one():
-    # Class 0: confident and always right. Class 1: wrong at 0.7.
-    probs = torch.tensor([[0.95, 0.05], [0.9, 0.1], [0.6, 0.4], [0.1, 0.9], [0.3, 0.7], [0.2, 0.8]])
-    labels = torch.tensor([0, 0, 0, 1, 0, 1])
+def test_expected_precision_threshold_uses_the_calibrated_confidences():
+    confidence = torch.tensor([1.0, 0.99, 0.98, 0.97, 0.90, 0.50])
+    # Running means: 1, .995, .99, .985, .968, .89 -> down to 0.98 for 99%.
+    assert calibration.expected_precision_threshold(confidence, 0.99) == pytest.approx(0.98)
+    assert calibration.expected_precision_threshold(confidence, 0.95) == pytest.approx(0.90)
+    assert calibration.expected_precision_threshold(torch.tensor([0.9, 0.8]), 0.99) == 1.0
+    assert calibration.expected_precision_threshold(torch.tensor([]), 0.99) == 1.0
+
+
+def test_each_class_gets_its_own_threshold_and_the_held_out_check():
+    # Class a: very confident. Class b: one photo at 0.99, the rest lower.
+    probs = torch.tensor([[1.0, 0.0], [0.995, 0.005], [0.97, 0.03], [0.01, 0.99], [0.2, 0.8], [0.4, 0.6]])
+    labels = torch.tensor([0, 0, 0, 1, 1, 0])
     chosen = calibration.choose_thresholds(probs, labels, ["a", "b"], target=0.99)
-    # Overall, sorted: .95 .9 .9 .8 right, .7 wrong, .6 right: 5/6 at 0.6 is under 99%; 0.8.
-    assert chosen["overall"] == pytest.approx(0.8)
-    assert chosen["per_class"]["a"] == pytest.approx(0.8)  # its own would be 0.6 (3 of 3 right)
-    assert chosen["per_class"]["b"] == pytest.approx(0.8)  # its own: 0.9, 0.8 right, 0.7 wrong
+    assert chosen["per_class"]["a"] == pytest.approx(0.995)  # means 1, .9975, then .988 < .99
+    assert chosen["per_class"]["b"] == pytest.approx(0.99)
+    assert chosen["observed_precision"] == {"a": 1.0, "b": 1.0}
+    assert chosen["accepted"] == pytest.approx(3 / 6) and chosen["accepted_precision"] == 1.0
 
 
 def test_open_set_scores():

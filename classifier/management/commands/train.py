@@ -4,6 +4,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from tqdm import tqdm
 
 from classifier import services
@@ -116,6 +118,10 @@ class Command(BaseCommand):
 
         if not options["data"]:
             raise CommandError("no training data: pass --data DIR or set TRAIN_DATA_DIR")
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            # Found now, not after minutes of training: the alias move is recorded there.
+            raise CommandError("the database has unapplied migrations: run manage.py migrate first")
         data_dir = Path(options["data"])
         names = {f.name for f in fields(TrainConfig)}
         cfg = TrainConfig(**{key: value for key, value in options.items() if key in names})

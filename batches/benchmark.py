@@ -4,7 +4,8 @@ For each photo set, in one process and on the same photos:
 - pipeline: the real batch path (claim, read, decode, preprocess, forward, write predictions
   and review items, commit), from the start of the run to its last commit;
 - model_only: the forward pass alone on ready tensors, at the same forward batch size;
-- decode_only: reading + decoding + preprocessing alone, in the same thread pool;
+- decode_only: reading + decoding + preprocessing alone, in the same thread pool
+  (both the median of three passes);
 - efficiency: pipeline / ideal, ideal = 1 / (1/decode_only + 1/model_only);
 - naive: the same code with one photo per chunk and per forward pass, and full-size decoding.
 The photos are registered in a throw-away database (Django's test database machinery), so
@@ -31,6 +32,7 @@ from django.test.utils import override_settings
 from PIL import Image as PILImage
 
 LARGE_SIZE = (1280, 960)
+REPEATS = 3  # decode-only and model-only are the median of this many passes
 
 
 def dev_photo_paths(count: int) -> list[Path]:
@@ -92,10 +94,14 @@ def throwaway_database():
         test["NAME"] = configured
 
 
-def timed(work: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
+def timed(work: Callable[[], object], repeats: int = 1) -> float:
+    """Median wall time of `repeats` calls (this machine is noisy)."""
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        seconds.append(time.perf_counter() - started)
+    return float(np.median(seconds))
 
 
 def pipeline_seconds(paths: list[Path], version: str) -> tuple[float, int]:
@@ -121,13 +127,12 @@ def measure_set(paths: list[Path], classifier, naive_count: int) -> dict:
     """Pipeline, model-only, decode-only and naive speeds of one photo set."""
     n = len(paths)
     pipeline, total = pipeline_seconds(paths, classifier.version)
-    decode = timed(lambda: classifier.decode_many(paths))
-    tensors = [t for t in classifier.decode_many(paths) if not hasattr(t, "reason")]
-    model = timed(lambda: list(classifier.logits(tensors)))
+    decode = timed(lambda: [classifier.decode_many(chunk) for chunk in chunks(paths)], REPEATS)
+    model, forwarded = model_seconds(paths, classifier)
     result = {
         "n": n,
         "pipeline_img_s": total / pipeline,
-        "model_only_img_s": len(tensors) / model,
+        "model_only_img_s": forwarded / model,
         "decode_only_img_s": n / decode,
     }
     ideal = 1 / (1 / result["decode_only_img_s"] + 1 / result["model_only_img_s"])
@@ -135,6 +140,26 @@ def measure_set(paths: list[Path], classifier, naive_count: int) -> dict:
     result["efficiency"] = result["pipeline_img_s"] / ideal
     result["naive_img_s"], result["naive_n"] = naive_speed(paths[:naive_count], classifier)
     return {key: round(value, 3) if isinstance(value, float) else value for key, value in result.items()}
+
+
+def chunks(paths: list[Path]) -> list[list[Path]]:
+    """The photos in chunks of BATCH_CHUNK_SIZE, as the batch path takes them (bounded memory)."""
+    size = settings.BATCH_CHUNK_SIZE
+    return [paths[i : i + size] for i in range(0, len(paths), size)]
+
+
+def model_seconds(paths: list[Path], classifier) -> tuple[float, int]:
+    """Median time of the forward passes alone over all photos (decoded chunk by chunk, untimed)."""
+    totals = []
+    forwarded = 0
+    for _ in range(REPEATS):
+        seconds, forwarded = 0.0, 0
+        for chunk in chunks(paths):
+            tensors = [t for t in classifier.decode_many(chunk) if not hasattr(t, "reason")]
+            seconds += timed(lambda tensors=tensors: list(classifier.logits(tensors)))
+            forwarded += len(tensors)
+        totals.append(seconds)
+    return float(np.median(totals)), forwarded
 
 
 def naive_speed(paths: list[Path], classifier) -> tuple[float, int]:

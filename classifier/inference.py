@@ -131,9 +131,10 @@ class Classifier:
             try:
                 batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode(), self._autocast():
-                    yield self.model(batch).float().cpu()
+                    logits = self.model(batch).float().cpu()
             except RuntimeError as exc:
                 raise InferenceError(str(exc)) from exc
+            yield logits
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Calibrated class probabilities (N x classes) for a preprocessed batch."""

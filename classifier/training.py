@@ -331,15 +331,18 @@ def train(
             history.append(record)
     del train_cache
     config = serving_config(cfg.arch, classes, prep, head="linear", training=asdict(cfg))
-    reports = {}
-    if holdout_cache is not None and len(holdout_labels):
-        config["routing"] = fit_routing(_logits(net, holdout_cache[0], cfg.batch_size), holdout_labels, classes, cfg)
+    outputs = {
+        name: (_logits(net, cache[0], cfg.batch_size), labels)
+        for name, (cache, labels) in scored.items()
+        if cache is not None and len(labels)
+    }
+    if "holdout" in outputs:
+        config["routing"] = fit_routing(*outputs["holdout"], classes, cfg)
     policy = calibration.RoutingPolicy.from_config(config, default_threshold=settings.REVIEW_CONFIDENCE_THRESHOLD)
-    for name, (cache, labels) in scored.items():
-        if cache is not None and len(labels):
-            logits = _logits(net, cache[0], cfg.batch_size)
-            reports[name] = classification_report(classes, labels.tolist(), logits.argmax(dim=1).tolist())
-            reports[name] |= routing_report(policy, classes, logits, labels)
+    reports = {}
+    for name, (logits, labels) in outputs.items():
+        reports[name] = classification_report(classes, labels.tolist(), logits.argmax(dim=1).tolist())
+        reports[name] |= routing_report(policy, classes, logits, labels)
     return TrainResult(
         model=net.model,
         config=config,

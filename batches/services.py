@@ -209,6 +209,29 @@ def process_run(
             return False
         if on_chunk:
             on_chunk(result)
+        if result.failed and stop_if_failing(run):
+            return False
+    return True
+
+
+# A failure rate is judged only once this many photos of the run have an outcome.
+FAILURE_RATE_MIN_PHOTOS = 20
+
+
+def stop_if_failing(run: BatchRun) -> bool:
+    """Fail the run when more than BATCH_MAX_FAILURE_RATE of its photos so far failed: that is a
+    systemic problem (a broken disk, a wrong decoder), not bad photos, and ploughing on would
+    only write more failures. Unprocessed photos stay pending for the next run."""
+    counts = run_counts(run)
+    if counts["done"] < FAILURE_RATE_MIN_PHOTOS or counts["failed"] <= settings.BATCH_MAX_FAILURE_RATE * counts["done"]:
+        return False
+    reasons = ", ".join(f"{reason} {count}" for reason, count in failure_counts(run).items())
+    run.mark_failed(
+        f"stopped: {counts['failed']} of the first {counts['done']} photos failed "
+        f"({counts['failed'] / counts['done']:.0%}, above BATCH_MAX_FAILURE_RATE "
+        f"{settings.BATCH_MAX_FAILURE_RATE:.0%}): {reasons}. The other {counts['pending']} photos were left pending."
+    )
+    logger.error("run %s: %s", run.pk, run.error)
     return True
 
 

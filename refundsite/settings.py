@@ -245,6 +245,8 @@ BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 64, minimum=1)
 BATCH_LEASE_SECONDS = env_int("BATCH_LEASE_SECONDS", 300, minimum=10)
 BATCH_MAX_ATTEMPTS = env_int("BATCH_MAX_ATTEMPTS", 3, minimum=1)
 BATCH_TASK_SECONDS = env_int("BATCH_TASK_SECONDS", 60, minimum=1)
+# Above this share of failed photos (judged after 20 outcomes) a run stops as failed: 1.0 never stops.
+BATCH_MAX_FAILURE_RATE = env_float("BATCH_MAX_FAILURE_RATE", 0.5, 0.0, 1.0)
 NIGHTLY_CRON = env_str("NIGHTLY_CRON", "0 2 * * *")
 
 # One worker per cluster: inference already uses every core. A task is a loop of chunks

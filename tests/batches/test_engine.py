@@ -153,6 +153,22 @@ class RunTests(EngineTestMixin, TestCase):
         assert (run.n_predicted, run.n_failed, run.class_counts) == (9, 1, {"shirts": 9})
         assert services.run_counts(run) == {"total": 10, "predicted": 9, "failed": 1, "done": 10, "pending": 0}
 
+    @override_settings(BATCH_CHUNK_SIZE=10, BATCH_MAX_FAILURE_RATE=0.5)
+    def test_a_run_where_most_photos_fail_stops_as_failed_and_leaves_the_rest_pending(self):
+        run = self.make_run(self.make_images(24, 0.9, "bad") + self.make_images(36, 0.95, "zok"))
+        classifier = self.run_with_fake(run)
+        # Judged once 20 photos have an outcome: after the second chunk of ten, all failed.
+        assert classifier.calls == [10, 10]
+        assert run.status == BatchRun.Status.FAILED
+        assert "20 of the first 20 photos failed" in run.error and "corrupt 20" in run.error
+        assert services.run_counts(run)["pending"] == 40  # not marked failed: a later run takes them
+
+    @override_settings(BATCH_CHUNK_SIZE=10, BATCH_MAX_FAILURE_RATE=0.5)
+    def test_a_few_bad_photos_never_stop_a_run(self):
+        run = self.make_run(self.make_images(9, 0.9, "bad") + self.make_images(21, 0.95, "zok"))
+        self.run_with_fake(run)
+        assert run.status == BatchRun.Status.COMPLETED_WITH_FAILURES and run.n_failed == 9
+
     def test_a_second_run_over_done_images_does_no_inference(self):
         images = self.make_images(5)
         self.run_with_fake(self.make_run(images))

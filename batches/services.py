@@ -43,6 +43,7 @@ class Registration:
     created: list[Image] = field(default_factory=list)
     existing: list[Image] = field(default_factory=list)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (name, reason, detail)
+    unsettled: list[str] = field(default_factory=list)  # still being written: left for the next scan
 
     @property
     def images(self) -> list[Image]:
@@ -92,24 +93,35 @@ def register_uploads(files: Iterable, source: str) -> Registration:
     return result
 
 
-def scan_inbox(folder: Path) -> Iterable[Path]:
-    """Regular files under the folder, never following symbolic links or leaving it."""
+def scan_inbox(folder: Path, unsettled: list | None = None) -> Iterable[Path]:
+    """Regular files under the folder, never following symbolic links or leaving it.
+
+    A file changed in the last INBOX_SETTLE_SECONDS may still be being copied in: it is left
+    for the next scan (and listed in `unsettled`). Hidden files (a copy in progress under a
+    temporary dot name, renamed when complete) are never taken.
+    """
     root = folder.resolve()
+    settled_before = time.time() - settings.INBOX_SETTLE_SECONDS
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if name.startswith(".") or path.is_symlink() or not path.is_file():
                 continue
-            if path.resolve().is_relative_to(root):
-                yield path
+            if not path.resolve().is_relative_to(root):
+                continue
+            if path.stat().st_mtime > settled_before:
+                if unsettled is not None:
+                    unsettled.append(str(path))
+                continue
+            yield path
 
 
 def ingest_folder(folder: Path, on_file: Callable[[Path, str], None] = lambda path, outcome: None) -> Registration:
     """Register every file in a folder. Content is judged later by the batch, as for any photo:
     a file that is not a usable photo becomes a FailedImage with its reason then."""
     result = Registration()
-    for path in scan_inbox(folder):
+    for path in scan_inbox(folder, result.unsettled):
         try:
             with path.open("rb") as stream:
                 image, created = register_image(stream, path.name, Image.Source.INBOX)

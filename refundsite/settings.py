@@ -194,6 +194,8 @@ STORAGES = {
 MEDIA_ROOT = env_path("MEDIA_ROOT", BASE_DIR / "media")
 MEDIA_URL = "/media/"  # no URL pattern serves it: photos reach pages only as re-encoded thumbnails
 INBOX_DIR = env_path("INBOX_DIR", VAR_DIR / "inbox")
+# A file changed more recently than this may still be being copied into the inbox: the next scan takes it.
+INBOX_SETTLE_SECONDS = env_int("INBOX_SETTLE_SECONDS", 5, minimum=0)
 
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
 MAX_UPLOAD_FILES = env_int("MAX_UPLOAD_FILES", 200, minimum=1)

@@ -23,3 +23,4 @@ STATIC_ROOT = TEST_ROOT / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+INBOX_SETTLE_SECONDS = 0  # the tests copy complete files in; tests/batches/test_inbox.py checks the wait

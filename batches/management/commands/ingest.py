@@ -23,5 +23,10 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{len(result.created)} new, {len(result.existing)} already registered, {len(result.rejected)} refused"
         )
+        if result.unsettled:
+            self.stdout.write(
+                f"{len(result.unsettled)} changed in the last {settings.INBOX_SETTLE_SECONDS} s, "
+                "maybe still being copied: left for the next scan"
+            )
         for name, reason, detail in result.rejected:
             self.stdout.write(self.style.WARNING(f"  refused {name}: {reason} ({detail})"))

@@ -204,6 +204,11 @@ MIN_IMAGE_SIDE = env_int("MIN_IMAGE_SIDE", 32, minimum=1)
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_UPLOAD_FILES
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # non-file fields and JSON bodies
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger files spool to a temporary file
+FILE_UPLOAD_HANDLERS = [
+    "batches.uploads.UploadSizeCap",  # nothing past MAX_UPLOAD_BYTES of a file is kept
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 FILE_UPLOAD_PERMISSIONS = 0o640
 
 # --- Model --------------------------------------------------------------------------

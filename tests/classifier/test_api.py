@@ -1,15 +1,18 @@
 """POST /predict, GET /health and GET /metrics with the real model."""
 
+import io
 import os
 import shutil
 
 import pytest
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from batches.models import Image
+from batches.uploads import UploadSizeCap
 from classifier import inference
 from tests.helpers import BAD_INPUTS, dev_photos, make_user, register_file
 
@@ -180,3 +183,19 @@ def test_metrics_are_public_and_count_predictions(client):
 def test_the_api_schema_needs_a_login(client):
     assert APIClient().get("/api/schema/").status_code == 401
     assert client.get("/api/schema/").status_code == 200
+
+
+def test_an_oversized_upload_is_refused_and_only_its_first_bytes_are_kept(client, trained_model):
+    with override_settings(MAX_UPLOAD_BYTES=50_000):
+        big = SimpleUploadedFile("huge.jpg", b"\xff\xd8\xff" + os.urandom(400_000), content_type="image/jpeg")
+        response = client.post("/predict", {"images": [big]}, format="multipart")
+        assert response.status_code == 400 and response.json()["error"] == "too_large_bytes"
+        # What the cap passes on to the handlers that keep the file: the limit plus one byte.
+        cap = UploadSizeCap()
+        cap.new_file("images", "huge.jpg", "image/jpeg", None)
+        kept = io.BytesIO()
+        for start in range(0, 400_000, 65_536):
+            chunk = cap.receive_data_chunk(b"x" * 65_536, start)
+            if chunk is not None:
+                kept.write(chunk)
+        assert kept.tell() == 50_001

@@ -4,7 +4,8 @@ refusal with a reason from the closed set, never another exception."""
 import io
 import struct
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from classifier.imaging import FailureReason, ImageRejected, open_image

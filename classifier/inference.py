@@ -136,10 +136,6 @@ class Classifier:
                 raise InferenceError(str(exc)) from exc
             yield logits
 
-    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Calibrated class probabilities (N x classes) for a preprocessed batch."""
-        return torch.cat([self.calibrated(logits) for logits in self.logits(list(batch))])
-
     def calibrated(self, logits: torch.Tensor) -> torch.Tensor:
         if self.config["head"] == "imagenet_mapping":
             probs = logits.softmax(dim=1) @ self._mapping

@@ -63,8 +63,7 @@ def register_model(
             digest = training.manifest_digest(manifest)
             params = {**params, "dataset_manifest_sha256": digest}
             tags["dataset_manifest_sha256"] = digest
-            lines = ["class,file,sha256"] + [f"{row['class']},{row['file']},{row['sha256']}" for row in manifest]
-            run.log_text("\n".join(lines) + "\n", "dataset_manifest.csv")
+            run.log_text(training.manifest_csv(manifest), "dataset_manifest.csv")
         run.log_params(params)
         for record in history:
             run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])

@@ -115,9 +115,16 @@ def dataset_manifest(samples: list[tuple[Path, int]], classes: list[str], root: 
     return rows
 
 
+def manifest_csv(rows: list[dict]) -> str:
+    """The manifest as CSV (class, file, sha256), sorted by file: the same photos, the same text."""
+    lines = ["class,file,sha256"] + [
+        f"{row['class']},{row['file']},{row['sha256']}" for row in sorted(rows, key=lambda r: r["file"])
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def manifest_digest(rows: list[dict]) -> str:
-    text = "".join(f"{row['class']},{row['file']},{row['sha256']}\n" for row in sorted(rows, key=lambda r: r["file"]))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(manifest_csv(rows).encode()).hexdigest()
 
 
 def split_holdout(samples: list, fraction: float, seed: int) -> tuple[list, list]:

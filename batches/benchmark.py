@@ -7,7 +7,8 @@ For each photo set, in one process and on the same photos:
 - decode_only: reading + decoding + preprocessing alone, in the same thread pool
   (both the median of three passes);
 - efficiency: pipeline / ideal, ideal = 1 / (1/decode_only + 1/model_only);
-- naive: the same code with one photo per chunk and per forward pass, and full-size decoding.
+- naive: the same code with one photo per chunk and per forward pass, full-size decoding and
+  PyTorch eager fp32.
 The photos are registered in a throw-away database (Django's test database machinery), so
 nothing of the product's own data is touched.
 """
@@ -164,32 +165,40 @@ def model_seconds(paths: list[Path], classifier) -> tuple[float, int]:
 
 def naive_speed(paths: list[Path], classifier) -> tuple[float, int]:
     """The obvious implementation through the same code: one photo per chunk and per forward
-    pass, decoded at full size. Its photos get fresh copies (one changed byte) so that the
+    pass, decoded at full size, PyTorch eager fp32. Its photos get fresh copies (one changed byte) so that the
     run has work to do."""
+    from classifier import backbones, inference
+
     with tempfile.TemporaryDirectory() as tmp:
         copies = []
         for path in paths:
             copy = Path(tmp) / f"naive-{path.name}"
             copy.write_bytes(path.read_bytes() + b"\0")  # after the JPEG end marker: the same picture
             copies.append(copy)
-        draft = classifier.draft_size
-        classifier.draft_size = None
-        try:
-            with override_settings(BATCH_CHUNK_SIZE=1, INFERENCE_BATCH=1):
+        with override_settings(BATCH_CHUNK_SIZE=1, INFERENCE_BATCH=1, INFERENCE_RUNTIME="torch"):
+            naive = inference.get_classifier(classifier.version)  # PyTorch eager fp32
+            naive.draft_size = None
+            try:
                 seconds, total = pipeline_seconds(copies, classifier.version)
-        finally:
-            classifier.draft_size = draft
+            finally:
+                naive.draft_size = backbones.draft_size(naive.config["preprocessing"])
+    inference.get_classifier(classifier.version)  # the benchmarked runtime again
     return total / seconds, total
 
 
 def configuration(classifier) -> dict:
+    import onnxruntime
     import torch
 
+    if classifier.runtime == "onnx-int8":
+        runtime = f"onnxruntime {onnxruntime.__version__} int8 (static QDQ)"
+    else:
+        runtime = "pytorch eager fp32" if classifier.device.type == "cpu" else "pytorch eager bf16"
     return {
         "arch": classifier.config["arch"],
         "input_size": classifier.config["preprocessing"]["input_size"],
         "model_version": classifier.version,
-        "runtime": "pytorch eager fp32" if classifier.device.type == "cpu" else "pytorch eager bf16",
+        "runtime": runtime,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "decode_threads": settings.INFERENCE_THREADS or os.cpu_count(),
@@ -227,6 +236,11 @@ def run(count: int, naive_count: int, accuracy: bool, progress: Callable[[str], 
     document["val_accuracy"] = None
     if accuracy and settings.EVAL_DATA_DIR and Path(settings.EVAL_DATA_DIR).is_dir():
         progress(f"accuracy on {settings.EVAL_DATA_DIR}")
+        val = Path(settings.EVAL_DATA_DIR)
         with contextlib.redirect_stdout(io.StringIO()):
-            document["val_accuracy"] = round(training.evaluate(classifier, Path(settings.EVAL_DATA_DIR))["accuracy"], 4)
+            document["val_accuracy"] = round(training.evaluate(classifier, val)["accuracy"], 4)
+            if classifier.runtime != "torch":  # what the faster runtime costs, measured beside it
+                with override_settings(INFERENCE_RUNTIME="torch"):
+                    reference = inference.get_classifier(classifier.version)
+                    document["val_accuracy_fp32"] = round(training.evaluate(reference, val)["accuracy"], 4)
     return document

@@ -2,7 +2,8 @@
 
 config.json holds the architecture, the class names in output order, the head type,
 the preprocessing and the SHA-256 of the weights file, which loading checks so that a
-damaged or tampered copy is refused.
+damaged or tampered copy is refused. Files for other serving runtimes (the int8 ONNX
+network) sit beside them, listed with their digests under `runtimes`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,21 @@ def read_model_dir(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     if digest != config.get("weights_sha256"):
         raise ArtifactError(f"model folder {path}: weights digest mismatch (damaged or tampered copy)")
     return config, load_file(str(weights))
+
+
+def runtime_file(path: Path, config: dict, runtime: str) -> Path | None:
+    """The file a serving runtime needs (None: the version has none), checked against its digest."""
+    entry = config.get("runtimes", {}).get(runtime)
+    if not entry:
+        return None
+    file = path / entry["file"]
+    try:
+        digest = sha256_file(file)
+    except OSError as exc:
+        raise ArtifactError(f"model folder {path}: {entry['file']} is unreadable: {exc}") from exc
+    if digest != entry.get("sha256"):
+        raise ArtifactError(f"model folder {path}: {entry['file']} digest mismatch (damaged or tampered copy)")
+    return file
 
 
 def sha256_file(path: Path) -> str:

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 from django.conf import settings
 
-from . import artifacts, backbones, calibration, metrics, registry
+from . import artifacts, backbones, calibration, metrics, registry, runtimes
 from .imaging import FailureReason, ImageRejected, open_image
 
 logger = logging.getLogger(__name__)
@@ -66,11 +67,15 @@ Outcome = Prediction | Rejection
 
 @dataclass
 class Classifier:
+    """`model` maps a batch of preprocessed photos to logits: the PyTorch network, or an
+    ONNX Runtime session (`runtime` says which)."""
+
     version: str
     config: dict
-    model: torch.nn.Module
+    model: Callable[[torch.Tensor], torch.Tensor]
     device: torch.device
     source: str = "registry"  # or "cache": served from the last known good copy
+    runtime: str = "torch"
     classes: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -103,11 +108,31 @@ class Classifier:
         return self.transform(image)
 
     def classify_files(self, sources: list[str | os.PathLike | bytes]) -> list[Outcome]:
-        """One outcome per source, in order: a Prediction, or a Rejection for a bad photo."""
-        decoded = self.decode_many(sources)
-        tensors = [item for item in decoded if isinstance(item, torch.Tensor)]
-        predictions = iter(self.classify_tensors(tensors)) if tensors else iter(())
-        return [next(predictions) if isinstance(item, torch.Tensor) else item for item in decoded]
+        """One outcome per source, in order: a Prediction, or a Rejection for a bad photo.
+
+        The thread pool decodes ahead while each forward batch runs, as soon as it is full.
+        """
+        outcomes: list[Outcome | None] = [None] * len(sources)
+        waiting: list[int] = []
+        tensors: list[torch.Tensor] = []
+
+        def forward() -> None:
+            for index, prediction in zip(waiting, self.classify_tensors(tensors)):
+                outcomes[index] = prediction
+            waiting.clear()
+            tensors.clear()
+
+        for index, item in enumerate(_decoder_pool().map(self._try_load, sources)):
+            if isinstance(item, torch.Tensor):
+                waiting.append(index)
+                tensors.append(item)
+                if len(tensors) == self.forward_batch:
+                    forward()
+            else:
+                outcomes[index] = item
+        if tensors:
+            forward()
+        return outcomes
 
     def decode_many(self, sources: list[str | os.PathLike | bytes]) -> list[torch.Tensor | Rejection]:
         """Preprocessed tensors (or Rejections), decoded in the thread pool, in order."""
@@ -129,11 +154,12 @@ class Classifier:
         for start in range(0, len(tensors), size):
             batch = torch.stack(tensors[start : start + size])
             try:
-                batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+                if self.runtime == "torch":
+                    batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode(), self._autocast():
                     logits = self.model(batch).float().cpu()
-            except RuntimeError as exc:
-                raise InferenceError(str(exc)) from exc
+            except Exception as exc:  # RuntimeError from torch, onnxruntime's own types
+                raise InferenceError(f"{type(exc).__name__}: {exc}") from exc
             yield logits
 
     def calibrated(self, logits: torch.Tensor) -> torch.Tensor:
@@ -176,7 +202,7 @@ class Classifier:
 # --- Loading ------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_classifiers: dict[tuple[str, str], Classifier] = {}  # (model name, version) -> classifier
+_classifiers: dict[tuple[str, str, str], Classifier] = {}  # (model name, version, runtime setting)
 _production: dict[tuple[str, str], tuple[str, str, float]] = {}  # (name, alias) -> (version, source, checked at)
 _pool: ThreadPoolExecutor | None = None
 PRODUCTION_RECHECK_SECONDS = 60
@@ -193,7 +219,7 @@ def get_classifier(version: str | None = None) -> Classifier:
         source = "registry"
         if version is None:
             version, source = _production_version()
-        key = (settings.MODEL_NAME, version)
+        key = (settings.MODEL_NAME, version, settings.INFERENCE_RUNTIME)
         if key not in _classifiers:
             _classifiers.clear()  # keep one model in memory
             _classifiers[key] = load_model_dir(_local_copy(version), version, source)
@@ -213,8 +239,14 @@ def loaded_state() -> dict:
     """What this process has loaded, for /health; never triggers a load."""
     classifier = next(iter(_classifiers.values()), None)
     if classifier is None:
-        return {"loaded": False, "version": None, "demo": None, "source": None}
-    return {"loaded": True, "version": classifier.version, "demo": classifier.demo, "source": classifier.source}
+        return {"loaded": False, "version": None, "demo": None, "source": None, "runtime": None}
+    return {
+        "loaded": True,
+        "version": classifier.version,
+        "demo": classifier.demo,
+        "source": classifier.source,
+        "runtime": classifier.runtime,
+    }
 
 
 def forget_loaded() -> None:
@@ -255,12 +287,39 @@ def load_model_dir(path: Path, version: str, source: str = "registry") -> Classi
         raise ModelUnavailable(f"model version {version}: {exc}") from exc
     _configure_threads()
     device = pick_device()
-    num_classes = 1000 if config["head"] == "imagenet_mapping" else len(config["classes"])
-    model = backbones.create_model(config["arch"], num_classes)
-    model.load_state_dict(state, strict=True)
-    model = model.eval().to(device).to(memory_format=torch.channels_last)
-    logger.info("loaded model %s version %s (%s) on %s", settings.MODEL_NAME, version, config["arch"], device)
-    return Classifier(version=version, config=config, model=model, device=device, source=source)
+    runtime = pick_runtime(config, device, version)
+    if runtime == runtimes.ONNX_INT8:
+        try:
+            onnx_file = artifacts.runtime_file(path, config, runtime)
+            model = runtimes.OnnxRunner(onnx_file, torch.get_num_threads())
+        except (artifacts.ArtifactError, runtimes.RuntimeUnavailable) as exc:
+            raise ModelUnavailable(f"model version {version}: {exc}") from exc
+    else:
+        num_classes = 1000 if config["head"] == "imagenet_mapping" else len(config["classes"])
+        model = backbones.create_model(config["arch"], num_classes)
+        model.load_state_dict(state, strict=True)
+        model = model.eval().to(device).to(memory_format=torch.channels_last)
+    del state
+    logger.info(
+        "loaded model %s version %s (%s, %s) on %s", settings.MODEL_NAME, version, config["arch"], runtime, device
+    )
+    return Classifier(version=version, config=config, model=model, device=device, source=source, runtime=runtime)
+
+
+def pick_runtime(config: dict, device: torch.device, version: str) -> str:
+    """INFERENCE_RUNTIME: `auto` serves the int8 ONNX network on the CPU when the version has
+    one, PyTorch otherwise; `torch` always PyTorch; `onnx-int8` insists on the int8 network."""
+    wanted = settings.INFERENCE_RUNTIME
+    has_int8 = runtimes.ONNX_INT8 in config.get("runtimes", {})
+    if wanted == runtimes.ONNX_INT8:
+        if device.type != "cpu":
+            raise ModelUnavailable("INFERENCE_RUNTIME=onnx-int8 runs on the CPU only (set INFERENCE_DEVICE=cpu)")
+        if not has_int8:
+            raise ModelUnavailable(f"model version {version} has no int8 ONNX network (INFERENCE_RUNTIME=onnx-int8)")
+        return runtimes.ONNX_INT8
+    if wanted == "auto" and device.type == "cpu" and has_int8:
+        return runtimes.ONNX_INT8
+    return "torch"
 
 
 def pick_device() -> torch.device:

@@ -47,14 +47,16 @@ def register_model(
     reports: dict[str, dict] | None = None,
     manifest: list[dict] | None = None,
     extra_tags: dict | None = None,
+    int8_photos: list[Path] | None = None,
 ) -> Registered:
     """Log a trained (or demo) model to MLflow and register it as a new version.
 
     `reports` (by data set: "holdout", "val") are logged as JSON, metrics and a confusion
     matrix picture; `manifest` (class, file, SHA-256 per training photo) as CSV, with its digest
-    as a tag and a parameter.
+    as a tag and a parameter. `int8_photos` (training photos) calibrate an int8 ONNX network
+    stored with the version for the CPU serving path (classifier.runtimes).
     """
-    from . import artifacts, plots, registry, training
+    from . import artifacts, plots, registry, runtimes, training
 
     tags = {"arch": config["arch"], "head": config["head"], "demo": "true" if config.get("demo") else "false"}
     tags.update(extra_tags or {})
@@ -74,6 +76,10 @@ def register_model(
             picture = plots.confusion_matrix_image(report["classes"], report["confusion_matrix"], f"{name} photos")
             run.log_image(picture, f"confusion_matrix_{name}.png")
         run.set_tags(tags)
+        if int8_photos:
+            entry = runtimes.build_int8(model, config, int8_photos, Path(tmp) / "model")
+            if entry:
+                config = {**config, "runtimes": {runtimes.ONNX_INT8: entry}}
         saved = artifacts.save_model_dir(model, config, Path(tmp) / "model")
         run.log_json(saved, "serving_config.json")
         version = run.register(Path(tmp) / "model", tags)

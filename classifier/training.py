@@ -71,6 +71,7 @@ class TrainResult:
     holdout_report: dict | None = None
     eval_report: dict | None = None
     manifest: list[dict] = field(default_factory=list)
+    int8_photos: list[Path] = field(default_factory=list)  # calibration photos for the int8 network
 
 
 Progress = Callable[[dict], None]
@@ -360,7 +361,20 @@ def train(
         holdout_report=reports.get("holdout"),
         eval_report=reports.get("val"),
         manifest=dataset_manifest(samples + list(extra_samples), classes, Path(data_dir)),
+        int8_photos=spread_sample([Path(path) for path, _ in train_samples], INT8_CALIBRATION_PHOTOS),
     )
+
+
+# Training photos that calibrate the int8 network's activation ranges (docs/performance.md).
+INT8_CALIBRATION_PHOTOS = 1024
+
+
+def spread_sample(items: list, count: int) -> list:
+    """`count` items taken at even steps through the list (every class of a class-ordered list)."""
+    if len(items) <= count:
+        return list(items)
+    step = len(items) / count
+    return [items[int(index * step)] for index in range(count)]
 
 
 def fit_routing(logits: torch.Tensor, labels: torch.Tensor, classes: list[str], cfg: TrainConfig) -> dict:

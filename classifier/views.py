@@ -162,6 +162,7 @@ def health(request) -> JsonResponse:
         "production_version": registry.remembered_alias(settings.MODEL_ALIAS),
         "demo": state["demo"],
         "source": state["source"],
+        "runtime": state["runtime"],
     }
     if database != "ok":
         overall = "error"

@@ -63,6 +63,7 @@ class Command(BaseCommand):
             history=result.history,
             reports={"holdout": result.holdout_report} if result.holdout_report else None,
             manifest=result.manifest,
+            int8_photos=result.int8_photos,
         )
 
     def demo(self):

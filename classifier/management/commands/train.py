@@ -111,6 +111,11 @@ class Command(BaseCommand):
             default=defaults.unknown_rate,
             help="fraction of known held-out photos the open-set threshold sends to review",
         )
+        parser.add_argument(
+            "--no-int8",
+            action="store_true",
+            help="do not build the int8 ONNX network for the CPU serving path (served by PyTorch then)",
+        )
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **options):
@@ -134,7 +139,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         finally:
             progress.close()
-        registered = self.register(result, cfg, data_dir, len(extra))
+        if not options["no_int8"]:
+            self.stderr.write(f"building the int8 ONNX network ({len(result.int8_photos)} calibration photos)")
+        registered = self.register(result, cfg, data_dir, len(extra), int8=not options["no_int8"])
         summary = {
             "version": registered.version,
             "run_id": registered.run_id,
@@ -176,7 +183,7 @@ class Command(BaseCommand):
         )
         return samples
 
-    def register(self, result, cfg: TrainConfig, data_dir: Path, n_reviews: int = 0):
+    def register(self, result, cfg: TrainConfig, data_dir: Path, n_reviews: int = 0, int8: bool = True):
         params = {
             **asdict(cfg),
             "data": str(data_dir),
@@ -199,6 +206,7 @@ class Command(BaseCommand):
             },
             manifest=result.manifest,
             extra_tags={"holdout_accuracy": str(result.history[-1]["holdout_accuracy"])},
+            int8_photos=result.int8_photos if int8 else None,
         )
         services.move_alias(services.STAGING, registered.version, AliasChange.Action.TRAIN, command_actor("train"))
         return registered

@@ -83,4 +83,10 @@ class ImageUploadView(APIView):
             "existing": [image.pk for image in registration.existing],
             "rejected": [{"name": n, "reason": r, "detail": d} for n, r, d in registration.rejected],
         }
-        return Response(body, status=status.HTTP_201_CREATED if registration.images else status.HTTP_400_BAD_REQUEST)
+        if registration.images:
+            code = status.HTTP_201_CREATED
+        elif registration.storage_full:
+            code = status.HTTP_507_INSUFFICIENT_STORAGE
+        else:
+            code = status.HTTP_400_BAD_REQUEST
+        return Response(body, status=code)

@@ -10,6 +10,7 @@ so that processes which fork workers never load it before the fork.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -20,22 +21,26 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Case, Count, DateTimeField, ExpressionWrapper, F, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from classifier.imaging import FailureReason, ImageRejected, open_image
+from classifier.imaging import FailureReason, ImageRejected, clean_copy, open_image
 from reviews import services as review_services
 
 from . import metrics
 from .models import BatchRun, BatchRunImage, FailedImage, Image, Prediction
-from .storage import TooLarge, media_path, store_stream
+from .storage import StorageFull, TooLarge, media_path, read_capped, store_content
 
 logger = logging.getLogger(__name__)
 
 
 # --- Registering photos -------------------------------------------------------------
+
+
+# Refusal code of a file that could not be stored for want of space (not the photo's fault).
+STORAGE_FULL = "storage_full"
 
 
 @dataclass
@@ -44,20 +49,45 @@ class Registration:
     existing: list[Image] = field(default_factory=list)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)  # (name, reason, detail)
     unsettled: list[str] = field(default_factory=list)  # still being written: left for the next scan
+    storage_full: bool = False  # the media folder filled up: the files from the first refused on were not kept
 
     @property
     def images(self) -> list[Image]:
         return self.created + self.existing
 
 
-def register_image(stream: BinaryIO, original_name: str, source: str) -> tuple[Image, bool]:
-    """Store one photo and create its Image row, keyed by content hash; (image, created)."""
+def register_image(stream: BinaryIO, original_name: str, source: str, strict: bool = False) -> tuple[Image, bool]:
+    """Store one photo and create its Image row, keyed by the hash of the file as received;
+    returns (image, created).
+
+    The photo is decoded once here and stored re-encoded (imaging.clean_copy: no metadata,
+    no trailing bytes). A file that does not decode raises ImageRejected when `strict`
+    (uploads); otherwise (the inbox) it is kept as received, never served, and the batch
+    records why it is unusable as a FailedImage.
+    """
     try:
-        stored = store_stream(stream, settings.MAX_UPLOAD_BYTES)
+        data = read_capped(stream, settings.MAX_UPLOAD_BYTES)
     except TooLarge as exc:
         raise ImageRejected(FailureReason.TOO_LARGE_BYTES, f"{exc}, the limit is {settings.MAX_UPLOAD_BYTES}") from None
+    sha256 = hashlib.sha256(data).hexdigest()
+    known = Image.objects.filter(sha256=sha256).first()
+    if known is not None:
+        return known, False
+    try:
+        picture = open_image(
+            data,
+            max_bytes=settings.MAX_UPLOAD_BYTES,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+            min_side=settings.MIN_IMAGE_SIDE,
+        )
+        content = clean_copy(data, picture)
+    except ImageRejected:
+        if strict:
+            raise
+        content = data
+    stored = store_content(content, sha256)
     return Image.objects.get_or_create(
-        sha256=stored.sha256,
+        sha256=sha256,
         defaults={
             "file": stored.name,
             "original_name": original_name[:255],
@@ -67,27 +97,22 @@ def register_image(stream: BinaryIO, original_name: str, source: str) -> tuple[I
     )
 
 
-def validate_photo(stream: BinaryIO) -> None:
-    """Decode an upload fully before accepting it; raises ImageRejected."""
-    data = stream.read(settings.MAX_UPLOAD_BYTES + 1)
-    stream.seek(0)
-    open_image(
-        data,
-        max_bytes=settings.MAX_UPLOAD_BYTES,
-        max_pixels=settings.MAX_IMAGE_PIXELS,
-        min_side=settings.MIN_IMAGE_SIDE,
-    )
-
-
 def register_uploads(files: Iterable, source: str) -> Registration:
     """Validate and store uploaded files (Django UploadedFile); bad ones are refused, not stored."""
     result = Registration()
     for upload in files:
+        if result.storage_full:
+            result.rejected.append((upload.name or "", STORAGE_FULL, "not stored: the media folder is full"))
+            continue
         try:
-            validate_photo(upload)
-            image, created = register_image(upload, upload.name or "", source)
+            image, created = register_image(upload, upload.name or "", source, strict=True)
         except ImageRejected as exc:
             result.rejected.append((upload.name or "", exc.reason.value, exc.detail))
+            continue
+        except StorageFull as exc:
+            logger.error("upload refused: %s", exc)
+            result.storage_full = True
+            result.rejected.append((upload.name or "", STORAGE_FULL, str(exc)))
             continue
         (result.created if created else result.existing).append(image)
     return result
@@ -129,6 +154,11 @@ def ingest_folder(folder: Path, on_file: Callable[[Path, str], None] = lambda pa
             result.rejected.append((str(path), exc.reason.value, exc.detail))
             on_file(path, exc.reason.value)
             continue
+        except StorageFull as exc:  # the rest stays in the inbox for the next scan
+            logger.error("inbox scan stopped: %s", exc)
+            result.storage_full = True
+            on_file(path, STORAGE_FULL)
+            break
         except OSError as exc:
             result.rejected.append((str(path), "unreadable", str(exc)))
             on_file(path, "unreadable")
@@ -172,7 +202,7 @@ def start_batch_run(trigger: str, images: Iterable[Image] | None = None, user=No
     return run
 
 
-def enqueue_batch_run(run: BatchRun) -> None:
+def enqueue_batch_run(run: BatchRun, tasks: int | None = None) -> None:
     """Hand the run to the task queue: a few tasks, each a loop of chunks (see process_run).
 
     A run with nothing to do is finished at once.
@@ -183,7 +213,7 @@ def enqueue_batch_run(run: BatchRun) -> None:
         finish_run_if_done(run)
         return
     chunks = -(-run.total // settings.BATCH_CHUNK_SIZE)
-    for _ in range(max(1, min(chunks, settings.Q_CLUSTER["workers"] * 2))):
+    for _ in range(tasks or max(1, min(chunks, settings.Q_CLUSTER["workers"] * 2))):
         async_task("batches.tasks.process_run", run.pk, task_name=f"batch-run-{run.pk}", group=f"run-{run.pk}")
 
 
@@ -217,14 +247,25 @@ def process_run(
     while deadline is None or time.monotonic() < deadline:
         result = process_chunk(run, classifier)
         if result is None:
-            finish_run_if_done(run)
-            return False
+            if finish_run_if_done(run) or run.is_finished:
+                return False
+            # What is left is leased by another worker, alive or killed: wait for its lease to
+            # end (it may release its photos sooner), then take them over.
+            time.sleep(LEASE_POLL_SECONDS)
+            run.refresh_from_db()
+            continue
         if on_chunk:
             on_chunk(result)
         if result.failed and stop_if_failing(run):
             return False
     return True
 
+
+# How often a worker waiting for the database tries to reconnect.
+DATABASE_RETRY_SECONDS = 1.0
+
+# How often a worker with nothing claimable looks again while others hold the run's last photos.
+LEASE_POLL_SECONDS = 1.0
 
 # A failure rate is judged only once this many photos of the run have an outcome.
 FAILURE_RATE_MIN_PHOTOS = 20
@@ -258,7 +299,29 @@ def process_chunk(run: BatchRun, classifier) -> ChunkResult | None:
     except Exception:
         release_images(ids, failed_attempt=False)
         raise
-    return write_outcomes(run, images, outcomes)
+    try:
+        return write_outcomes(run, images, outcomes)
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away after the photos were classified: keep the results and
+        # write them once it is back, rather than classify the chunk again.
+        logger.warning("run %s: database unavailable while writing a chunk (%s); waiting", run.pk, exc)
+        if not wait_for_database(settings.BATCH_TASK_SECONDS):
+            raise
+        return write_outcomes(run, images, outcomes)
+
+
+def wait_for_database(timeout: float) -> bool:
+    """Reconnect until the database answers (True) or `timeout` seconds have passed (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connection.close()
+        try:
+            connection.ensure_connection()
+            return True
+        except (OperationalError, InterfaceError):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(DATABASE_RETRY_SECONDS)
 
 
 def _stored_path(image: Image) -> str:
@@ -401,6 +464,15 @@ def finish_run_if_done(run: BatchRun) -> bool:
     )
     run.refresh_from_db()
     return bool(won)
+
+
+def resume_running_runs() -> list[int]:
+    """Queue work for every running run (a worker was just born: its predecessor may have died
+    mid-task, taking that run's task with it). Harmless when others are at work on them."""
+    running = list(BatchRun.objects.running().values_list("pk", flat=True))
+    for run in BatchRun.objects.filter(pk__in=running):
+        enqueue_batch_run(run, tasks=1)
+    return running
 
 
 def resume_stalled_runs() -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -21,6 +22,10 @@ class TooLarge(Exception):
     pass
 
 
+class StorageFull(Exception):
+    """The media folder has no space left: nothing of the photo was kept."""
+
+
 @dataclass(frozen=True)
 class StoredFile:
     sha256: str
@@ -28,8 +33,20 @@ class StoredFile:
     size: int
 
 
-def store_stream(stream: BinaryIO, max_bytes: int) -> StoredFile:
-    """Copy a stream into the media folder under a name made from its SHA-256.
+def read_capped(stream: BinaryIO, max_bytes: int) -> bytes:
+    """A stream's content, refusing it as soon as it passes max_bytes."""
+    blocks, size = [], 0
+    for block in iter(lambda: stream.read(CHUNK), b""):
+        size += len(block)
+        if size > max_bytes:
+            raise TooLarge(f"more than {max_bytes} bytes")
+        blocks.append(block)
+    return b"".join(blocks)
+
+
+def store_content(content: bytes, sha256: str) -> StoredFile:
+    """Write a photo into the media folder under a name made from `sha256` (the hash of the
+    file as received, so the same upload always lands on the same name).
 
     The bytes go to a temporary file in the same folder first and are renamed into place,
     so a crash or a full disk never leaves a partial photo under a real name.
@@ -37,28 +54,29 @@ def store_stream(stream: BinaryIO, max_bytes: int) -> StoredFile:
     root = Path(settings.MEDIA_ROOT)
     incoming = root / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
-    fd, tmp_name = tempfile.mkstemp(dir=incoming, prefix=".upload-")
+    name = f"images/{sha256[:2]}/{sha256}.{EXTENSIONS.get(sniff_format(content[:16]) or '', 'bin')}"
+    tmp_name = None
     try:
+        fd, tmp_name = tempfile.mkstemp(dir=incoming, prefix=".upload-")
         with os.fdopen(fd, "wb") as out:
-            for block in iter(lambda: stream.read(CHUNK), b""):
-                size += len(block)
-                if size > max_bytes:
-                    raise TooLarge(f"more than {max_bytes} bytes")
-                if len(head) < 16:
-                    head = (head + block)[:16]
-                digest.update(block)
-                out.write(block)
-        sha = digest.hexdigest()
-        name = f"images/{sha[:2]}/{sha}.{EXTENSIONS.get(sniff_format(head) or '', 'bin')}"
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp_name, root / name)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp_name:
+            Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(f"no space left in the media folder {root}: {exc.strerror}") from None
         raise
-    return StoredFile(sha256=sha, name=name, size=size)
+    return StoredFile(sha256=sha256, name=name, size=len(content))
+
+
+def store_stream(stream: BinaryIO, max_bytes: int) -> StoredFile:
+    """Store a stream's bytes exactly as received (named by their SHA-256)."""
+    content = read_capped(stream, max_bytes)
+    return store_content(content, hashlib.sha256(content).hexdigest())
 
 
 def media_path(name: str) -> Path:

@@ -1,15 +1,28 @@
 """Functions the django-q2 cluster calls by dotted path. Each is safe to run twice."""
 
+import logging
+
 from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django_q.tasks import async_task
 
 from . import services
 from .models import BatchRun
 
+logger = logging.getLogger(__name__)
+
 
 def process_run(run_id: int) -> None:
     """A slice of a run's work; re-queues itself while work remains, so no task outlives `timeout`."""
-    if services.process_run(run_id, budget_seconds=settings.BATCH_TASK_SECONDS):
+    try:
+        more = services.process_run(run_id, budget_seconds=settings.BATCH_TASK_SECONDS)
+    except (OperationalError, InterfaceError) as exc:
+        # The database restarted under the run: wait for it (within this task's time), then go on.
+        logger.warning("run %s: database unavailable (%s); waiting for it", run_id, exc)
+        if not services.wait_for_database(settings.BATCH_TASK_SECONDS):
+            raise
+        more = True
+    if more:
         async_task("batches.tasks.process_run", run_id, task_name=f"batch-run-{run_id}", group=f"run-{run_id}")
 
 
@@ -24,3 +37,15 @@ def nightly_batch() -> int | None:
 
 def resume_stalled_runs() -> list[int]:
     return services.resume_stalled_runs()
+
+
+def worker_started(sender, proc_name: str, **kwargs) -> None:
+    """A qcluster worker was (re)born: give every running run a task (see BatchesConfig.ready)."""
+    from django_q.conf import Conf
+
+    if Conf.SYNC:  # tasks run inline in the caller's process: no worker was born
+        return
+    try:
+        services.resume_running_runs()
+    except DatabaseError:  # the database is down: the stalled-run check resumes them later
+        logger.exception("could not re-queue running runs at worker start")

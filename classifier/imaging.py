@@ -9,6 +9,8 @@ Policy (see README: Accepted photos):
 - EXIF orientation is applied. CMYK is converted to RGB, 16-bit grey is scaled to 8 bits
   (divided by 257), transparency is composited onto white, grey and palette pictures are
   expanded to three channels, and animated pictures use their first frame.
+- An accepted photo is stored as those pixels re-encoded (`clean_copy`): no metadata, no
+  trailing bytes, nothing of the received file but the picture.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import warnings
 from pathlib import Path
 
 from django.db import models
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 # Pillow's own guard stays on as a second line of defence behind our header check.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -153,6 +155,30 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode != "RGB":
         image = image.convert("RGB")
     return image
+
+
+def clean_copy(data: bytes, picture: Image.Image) -> bytes:
+    """How an accepted photo is stored: `picture` (its decoded, policy-converted RGB pixels)
+    re-encoded with no metadata and nothing after the image data. A JPEG keeps its own
+    quantisation tables and chroma subsampling, so its pixels barely change; PNG and WebP
+    photos are stored as PNG (lossless)."""
+    out = io.BytesIO()
+    if sniff_format(data[:16]) == "JPEG":
+        try:
+            with Image.open(io.BytesIO(data)) as original:
+                tables = original.quantization
+                sampling = JpegImagePlugin.get_sampling(original)
+            if len(tables) < 2 or sampling == -1:  # a grey or unusual JPEG: plain high quality
+                picture.save(out, format="JPEG", quality=95)
+            else:
+                picture.save(out, format="JPEG", qtables=tables, subsampling=sampling)
+            return out.getvalue()
+        except (OSError, ValueError, KeyError):
+            out = io.BytesIO()
+            picture.save(out, format="JPEG", quality=95)
+            return out.getvalue()
+    picture.save(out, format="PNG", compress_level=3)
+    return out.getvalue()
 
 
 def reencode_jpeg(image: Image.Image, max_side: int, quality: int = 85) -> bytes:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from batches import services
 from batches.models import BatchRun, BatchRunImage, FailedImage, Image, Prediction
+from batches.storage import store_stream
 from classifier.imaging import FailureReason
 from classifier.inference import ModelUnavailable, Rejection
 from classifier.inference import Prediction as Outcome
@@ -47,7 +48,7 @@ class EngineTestMixin:
         images = []
         for i in range(count):
             content = jpeg_bytes() + f"{prefix}-{confidence}-{i}".encode()  # unique bytes, same picture
-            stored = services.store_stream(io.BytesIO(content), 10**7)
+            stored = store_stream(io.BytesIO(content), 10**7)
             images.append(
                 Image.objects.create(
                     sha256=stored.sha256,

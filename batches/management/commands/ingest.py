@@ -28,5 +28,9 @@ class Command(BaseCommand):
                 f"{len(result.unsettled)} changed in the last {settings.INBOX_SETTLE_SECONDS} s, "
                 "maybe still being copied: left for the next scan"
             )
+        if result.storage_full:
+            self.stderr.write(
+                self.style.ERROR("the media folder is full: the scan stopped, the rest stays in the inbox")
+            )
         for name, reason, detail in result.rejected:
             self.stdout.write(self.style.WARNING(f"  refused {name}: {reason} ({detail})"))

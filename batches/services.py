@@ -244,21 +244,34 @@ def process_run(
         logger.error("run %s failed: %s", run.pk, run.error)
         return False
     deadline = time.monotonic() + budget_seconds if budget_seconds else None
-    while deadline is None or time.monotonic() < deadline:
-        result = process_chunk(run, classifier)
-        if result is None:
-            if finish_run_if_done(run) or run.is_finished:
+    chunk = None  # claimed, and decoding in the thread pool
+    try:
+        while chunk is not None or deadline is None or time.monotonic() < deadline:
+            chunk = chunk or start_chunk(run, classifier)
+            if chunk is None:
+                if finish_run_if_done(run) or run.is_finished:
+                    return False
+                # What is left is leased by another worker, alive or killed: wait for its lease to
+                # end (it may release its photos sooner), then take them over.
+                time.sleep(LEASE_POLL_SECONDS)
+                run.refresh_from_db()
+                continue
+            outcomes = classify_chunk(chunk, classifier)
+            # The next chunk (fresh photos only) is claimed and decodes in the pool while this one
+            # is written; never beside a retried photo, which may crash the worker again.
+            ahead = not chunk.retry and (deadline is None or time.monotonic() < deadline)
+            following = start_chunk(run, classifier, retries=False) if ahead else None
+            current, chunk = chunk, following
+            result = write_chunk(run, current, outcomes)
+            if on_chunk:
+                on_chunk(result)
+            if result.failed and stop_if_failing(run):
                 return False
-            # What is left is leased by another worker, alive or killed: wait for its lease to
-            # end (it may release its photos sooner), then take them over.
-            time.sleep(LEASE_POLL_SECONDS)
-            run.refresh_from_db()
-            continue
-        if on_chunk:
-            on_chunk(result)
-        if result.failed and stop_if_failing(run):
-            return False
-    return True
+        return True
+    finally:
+        if chunk is not None:  # stopped with a chunk claimed ahead: give it back untouched
+            chunk.abandon()
+            release_images(chunk.ids, failed_attempt=False)
 
 
 # How often a worker waiting for the database tries to reconnect.
@@ -288,26 +301,55 @@ def stop_if_failing(run: BatchRun) -> bool:
     return True
 
 
-def process_chunk(run: BatchRun, classifier) -> ChunkResult | None:
-    """Claim, classify and write one chunk; None when nothing is claimable."""
-    ids = claim_images(run, settings.BATCH_CHUNK_SIZE)
+@dataclass
+class Chunk:
+    """Claimed photos whose decoding has started in the classifier's thread pool."""
+
+    ids: list[int]
+    images: list[Image]
+    decoding: list
+    retry: bool = False  # a photo whose worker died with it: processed with nothing else in flight
+
+    def abandon(self) -> None:
+        for future in self.decoding:
+            future.cancel()
+
+
+def start_chunk(run: BatchRun, classifier, retries: bool = True) -> Chunk | None:
+    """Claim a chunk and start decoding it; None when nothing is claimable."""
+    ids, retry = claim_next(run, settings.BATCH_CHUNK_SIZE, retries)
     if not ids:
         return None
     images = list(Image.objects.filter(pk__in=ids).only("id", "file"))
+    return Chunk(ids, images, classifier.start_decoding([_stored_path(image) for image in images]), retry)
+
+
+def classify_chunk(chunk: Chunk, classifier) -> list:
     try:
-        outcomes = classifier.classify_files([_stored_path(image) for image in images])
+        return classifier.classify_decoding(chunk.decoding)
     except Exception:
-        release_images(ids, failed_attempt=False)
+        release_images(chunk.ids, failed_attempt=False)
         raise
+
+
+def write_chunk(run: BatchRun, chunk: Chunk, outcomes: list) -> ChunkResult:
     try:
-        return write_outcomes(run, images, outcomes)
+        return write_outcomes(run, chunk.images, outcomes)
     except (OperationalError, InterfaceError) as exc:
         # The database went away after the photos were classified: keep the results and
         # write them once it is back, rather than classify the chunk again.
         logger.warning("run %s: database unavailable while writing a chunk (%s); waiting", run.pk, exc)
         if not wait_for_database(settings.BATCH_TASK_SECONDS):
             raise
-        return write_outcomes(run, images, outcomes)
+        return write_outcomes(run, chunk.images, outcomes)
+
+
+def process_chunk(run: BatchRun, classifier) -> ChunkResult | None:
+    """Claim, classify and write one chunk; None when nothing is claimable."""
+    chunk = start_chunk(run, classifier)
+    if chunk is None:
+        return None
+    return write_chunk(run, chunk, classify_chunk(chunk, classifier))
 
 
 def wait_for_database(timeout: float) -> bool:
@@ -332,7 +374,13 @@ def _stored_path(image: Image) -> str:
 
 
 def claim_images(run: BatchRun, limit: int) -> list[int]:
-    """Take up to `limit` claimable images of the run in a short, committed transaction.
+    """Take up to `limit` claimable images of the run (see claim_next)."""
+    return claim_next(run, limit)[0]
+
+
+def claim_next(run: BatchRun, limit: int, retries: bool = True) -> tuple[list[int], bool]:
+    """Take up to `limit` claimable images of the run in a short, committed transaction;
+    returns (ids, whether they are a retry).
 
     1. Images whose lease expired with attempts already spent crashed or stalled a worker:
        at BATCH_MAX_ATTEMPTS they become FailedImage(worker_crashed); below it they are
@@ -341,13 +389,19 @@ def claim_images(run: BatchRun, limit: int) -> list[int]:
        never wait for each other nor take the same image.
     The lease is set on the database clock and the attempt is counted before any work,
     so a worker killed at any instant leaves a trace that the next claim sees.
+    `retries=False` takes fresh images only (a chunk claimed ahead of time must not be a
+    suspect: if it crashed the worker, it would take the chunk being written down with it).
     """
     version = run.model_version
+    retry = False
     with transaction.atomic():
         scope = Image.objects.filter(batch_runs=run).claimable_for(version).order_by("id")
         retried = scope.filter(lease_version=version, attempts__gte=1)
-        _fail_crashed(run, retried.filter(attempts__gte=settings.BATCH_MAX_ATTEMPTS))
-        ids = _locked_ids(retried.filter(attempts__lt=settings.BATCH_MAX_ATTEMPTS), 1)
+        ids = []
+        if retries:
+            _fail_crashed(run, retried.filter(attempts__gte=settings.BATCH_MAX_ATTEMPTS))
+            ids = _locked_ids(retried.filter(attempts__lt=settings.BATCH_MAX_ATTEMPTS), 1)
+            retry = bool(ids)
         if not ids:
             fresh = scope.exclude(lease_version=version, attempts__gte=1)
             ids = _locked_ids(fresh, limit)
@@ -360,7 +414,7 @@ def claim_images(run: BatchRun, limit: int) -> list[int]:
                 lease_until=lease_until,
                 attempts=Case(When(lease_version=version, then=F("attempts") + 1), default=Value(1)),
             )
-    return ids
+    return ids, retry
 
 
 def _locked_ids(queryset, limit: int) -> list[int]:

@@ -149,6 +149,19 @@ def to_tensor(prep: dict):
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize(prep["mean"], prep["std"])])
 
 
+def serving_transform(prep: dict):
+    """PIL picture -> uint8 CHW tensor of the input size, as decoded for serving: a quarter of
+    the memory of a float tensor; `normalise` finishes a whole batch at once."""
+    return transforms.Compose([square_transform(prep), transforms.PILToTensor()])
+
+
+def normalise(batch: torch.Tensor, prep: dict) -> torch.Tensor:
+    """uint8 NCHW batch -> the float input `to_tensor` gives ((x / 255 - mean) / std)."""
+    mean = torch.tensor(prep["mean"], device=batch.device).view(1, -1, 1, 1) * 255
+    std = torch.tensor(prep["std"], device=batch.device).view(1, -1, 1, 1) * 255
+    return batch.float().sub_(mean).div_(std)  # in place: fresh large tensors cost more than the arithmetic
+
+
 def eval_transform(prep: dict):
     """PIL picture -> normalised tensor, as the serving path sees it."""
     return transforms.Compose([square_transform(prep), to_tensor(prep)])

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +81,7 @@ class Classifier:
     def __post_init__(self) -> None:
         self.classes = list(self.config["classes"])
         prep = self.config["preprocessing"]
-        self.transform = backbones.eval_transform(prep)
+        self.transform = backbones.serving_transform(prep)
         self.draft_size = backbones.draft_size(prep)
         self.routing = calibration.RoutingPolicy.from_config(
             self.config, default_threshold=settings.REVIEW_CONFIDENCE_THRESHOLD
@@ -97,7 +97,8 @@ class Classifier:
         return bool(self.config.get("demo"))
 
     def load_tensor(self, source: str | os.PathLike | bytes) -> torch.Tensor:
-        """Decode and preprocess one photo; raises ImageRejected."""
+        """Decode and preprocess one photo into a uint8 tensor (normalised per batch in
+        `logits`); raises ImageRejected."""
         image = open_image(
             source,
             max_bytes=settings.MAX_UPLOAD_BYTES,
@@ -108,11 +109,20 @@ class Classifier:
         return self.transform(image)
 
     def classify_files(self, sources: list[str | os.PathLike | bytes]) -> list[Outcome]:
-        """One outcome per source, in order: a Prediction, or a Rejection for a bad photo.
+        """One outcome per source, in order: a Prediction, or a Rejection for a bad photo."""
+        return self.classify_decoding(self.start_decoding(sources))
 
-        The thread pool decodes ahead while each forward batch runs, as soon as it is full.
-        """
-        outcomes: list[Outcome | None] = [None] * len(sources)
+    def start_decoding(self, sources: list[str | os.PathLike | bytes]) -> list[Future]:
+        """Queue the photos for decoding in the thread pool; returns one future per photo."""
+        pool = _decoder_pool()
+        return [pool.submit(self._try_load, source) for source in sources]
+
+    def classify_decoding(self, decoding: list[Future]) -> list[Outcome]:
+        """Outcomes of photos being decoded, in order. The forward passes start once the whole
+        chunk is decoded: decoder threads running beside ONNX Runtime's threads on the same cores
+        slow both down (docs/performance.md); the batch path decodes the next chunk while this
+        one's results are written instead."""
+        outcomes: list[Outcome | None] = [None] * len(decoding)
         waiting: list[int] = []
         tensors: list[torch.Tensor] = []
 
@@ -122,7 +132,8 @@ class Classifier:
             waiting.clear()
             tensors.clear()
 
-        for index, item in enumerate(_decoder_pool().map(self._try_load, sources)):
+        decoded = [future.result() for future in decoding]
+        for index, item in enumerate(decoded):
             if isinstance(item, torch.Tensor):
                 waiting.append(index)
                 tensors.append(item)
@@ -154,8 +165,9 @@ class Classifier:
         for start in range(0, len(tensors), size):
             batch = torch.stack(tensors[start : start + size])
             try:
+                batch = backbones.normalise(batch.to(self.device), self.config["preprocessing"])
                 if self.runtime == "torch":
-                    batch = batch.to(self.device).contiguous(memory_format=torch.channels_last)
+                    batch = batch.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode(), self._autocast():
                     logits = self.model(batch).float().cpu()
             except Exception as exc:  # RuntimeError from torch, onnxruntime's own types

@@ -251,7 +251,8 @@ REVIEW_CONFIDENCE_THRESHOLD = env_float("REVIEW_CONFIDENCE_THRESHOLD", 0.80, 0.0
 
 # --- Batches ------------------------------------------------------------------------
 
-BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 64, minimum=1)
+# Photos per claim; the next chunk is claimed and decodes while one is written (docs/performance.md).
+BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 256, minimum=1)
 BATCH_LEASE_SECONDS = env_int("BATCH_LEASE_SECONDS", 300, minimum=10)
 BATCH_MAX_ATTEMPTS = env_int("BATCH_MAX_ATTEMPTS", 3, minimum=1)
 BATCH_TASK_SECONDS = env_int("BATCH_TASK_SECONDS", 60, minimum=1)

@@ -2,6 +2,7 @@
 
 import io
 import threading
+from concurrent.futures import Future
 from datetime import timedelta
 from unittest import mock
 
@@ -27,6 +28,16 @@ class FakeClassifier:
 
     def __init__(self):
         self.calls = []
+
+    def start_decoding(self, paths):
+        decoding = []
+        for path in paths:
+            decoding.append(Future())
+            decoding[-1].set_result(path)
+        return decoding
+
+    def classify_decoding(self, decoding):
+        return self.classify_files([future.result() for future in decoding])
 
     def classify_files(self, paths):
         self.calls.append(len(paths))
@@ -124,7 +135,7 @@ class ChunkTests(EngineTestMixin, TestCase):
 
     def test_a_classifier_error_fails_the_chunk_not_the_images(self):
         run = self.make_run(self.make_images(3))
-        broken = mock.Mock(classify_files=mock.Mock(side_effect=RuntimeError("forward pass failed")))
+        broken = mock.Mock(classify_decoding=mock.Mock(side_effect=RuntimeError("forward pass failed")))
         with self.assertRaises(RuntimeError):
             services.process_chunk(run, broken)
         assert not FailedImage.objects.exists() and not Prediction.objects.exists()

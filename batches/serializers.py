@@ -6,6 +6,7 @@ from .models import BatchRun
 
 class BatchRunSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
+    failures_by_reason = serializers.SerializerMethodField()
     duration_seconds = serializers.FloatField(read_only=True)
     images_per_second = serializers.FloatField(read_only=True)
 
@@ -23,6 +24,7 @@ class BatchRunSerializer(serializers.ModelSerializer):
             "n_failed",
             "n_review",
             "class_counts",
+            "failures_by_reason",
             "created_at",
             "finished_at",
             "duration_seconds",
@@ -30,6 +32,9 @@ class BatchRunSerializer(serializers.ModelSerializer):
             "error",
         ]
         read_only_fields = fields
+
+    def get_failures_by_reason(self, run: BatchRun) -> dict[str, int]:
+        return services.failure_counts(run)
 
     def get_progress(self, run: BatchRun) -> dict:
         counts = services.run_counts(run)

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import shutil
+from collections import Counter
 
 import pytest
 from django.conf import settings
@@ -65,6 +66,17 @@ def test_the_nightly_run_classifies_the_inbox_and_a_rerun_adds_nothing(trained_m
     assert failed == {**{name: reason.value for name, reason in REJECTED.items()}, "README.md": "unsupported_format"}
     assert (run.n_predicted, run.n_failed) == (len(predicted), len(failed))
     assert sum(run.class_counts.values()) == run.n_predicted
+    # The run's figures, as the API gives them: counts by outcome and by reason, time, speed.
+    from rest_framework.test import APIClient
+
+    from tests.helpers import make_user
+
+    api = APIClient()
+    api.force_authenticate(make_user("figures-reader", "operators"))
+    figures = api.get(f"/api/runs/{run.pk}/").json()
+    assert figures["failures_by_reason"] == dict(Counter(failed.values()))
+    assert figures["n_predicted"] == len(predicted) and figures["images_per_second"] > 0
+    assert figures["duration_seconds"] > 0
 
     # The real network, even trained on 8 photos per class, sorts most of them right.
     by_name = dict(Prediction.objects.values_list("image__original_name", "predicted_class"))

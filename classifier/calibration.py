@@ -167,8 +167,10 @@ class RoutingPolicy:
     unknown_threshold: float = math.inf
 
     @classmethod
-    def from_config(cls, config: dict, default_threshold: float) -> RoutingPolicy:
-        routing = config.get("routing") or {}
+    def from_config(cls, config: dict, default_threshold: float, runtime: str | None = None) -> RoutingPolicy:
+        """The version's policy; a serving runtime with its own (fitted on its own outputs, e.g.
+        the int8 network's) uses that one."""
+        routing = (config.get("runtimes", {}).get(runtime) or {}).get("routing") or config.get("routing") or {}
         unknown = routing.get("unknown") or {}
         return cls(
             temperature=float(routing.get("temperature", 1.0)),

@@ -84,7 +84,7 @@ class Classifier:
         self.transform = backbones.serving_transform(prep)
         self.draft_size = backbones.draft_size(prep)
         self.routing = calibration.RoutingPolicy.from_config(
-            self.config, default_threshold=settings.REVIEW_CONFIDENCE_THRESHOLD
+            self.config, default_threshold=settings.REVIEW_CONFIDENCE_THRESHOLD, runtime=self.runtime
         )
         if self.config["head"] == "imagenet_mapping":
             groups = [self.config["imagenet_mapping"][name] for name in self.classes]

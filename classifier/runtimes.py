@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +91,30 @@ def _first_and_last_layers(path: Path) -> list[str]:
     return [layers[0], layers[-1]] if len(layers) > 1 else []
 
 
+def _preprocessed(config: dict, photos: list[Path]) -> list[torch.Tensor | None]:
+    """Photos decoded and preprocessed as when serving, in order (None for an unreadable one)."""
+    from django.conf import settings
+
+    from . import backbones
+    from .imaging import ImageRejected, open_image
+
+    transform = backbones.eval_transform(config["preprocessing"])
+    tensors: list[torch.Tensor | None] = []
+    for photo in photos:
+        try:
+            image = open_image(
+                photo,
+                max_bytes=settings.MAX_UPLOAD_BYTES,
+                max_pixels=settings.MAX_IMAGE_PIXELS,
+                min_side=settings.MIN_IMAGE_SIDE,
+            )
+        except ImageRejected:
+            tensors.append(None)
+            continue
+        tensors.append(transform(image))
+    return tensors
+
+
 class OnnxRunner:
     """An ONNX Runtime session on the CPU, taking and giving torch tensors."""
 
@@ -150,27 +174,21 @@ class _quiet_quantiser:
 MIN_INT8_AGREEMENT = 0.97
 
 
-def build_int8(model: torch.nn.Module, config: dict, photos: list[Path], target_dir: Path) -> dict | None:
+def build_int8(
+    model: torch.nn.Module,
+    config: dict,
+    photos: list[Path],
+    target_dir: Path,
+    routing: tuple[list[tuple[Path, int]], Callable] | None = None,
+) -> dict | None:
     """Quantise `model` with `photos` (training photos, preprocessed as when serving) into
-    target_dir; returns the config entry, or None when int8 disagrees too often with fp32."""
-    from django.conf import settings
+    target_dir; returns the config entry, or None when int8 disagrees too often with fp32.
 
-    from . import backbones
-    from .imaging import ImageRejected, open_image
-
-    transform = backbones.eval_transform(config["preprocessing"])
-    tensors = []
-    for photo in photos:
-        try:
-            image = open_image(
-                photo,
-                max_bytes=settings.MAX_UPLOAD_BYTES,
-                max_pixels=settings.MAX_IMAGE_PIXELS,
-                min_side=settings.MIN_IMAGE_SIDE,
-            )
-            tensors.append(transform(image))
-        except ImageRejected:
-            continue
+    `routing` = (held-out photos with their class index, fit(logits, labels) -> policy): the
+    routing policy is fitted again on the int8 network's own outputs for those photos, so that
+    what it accepts automatically reaches the target precision as served.
+    """
+    tensors = [tensor for tensor in _preprocessed(config, photos) if tensor is not None]
     entry = export_int8(model, tensors, target_dir)
     runner = OnnxRunner(target_dir / entry["file"], torch.get_num_threads())
     agree = 0
@@ -180,6 +198,17 @@ def build_int8(model: torch.nn.Module, config: dict, photos: list[Path], target_
             agree += int((runner(batch).argmax(dim=1) == model(batch).argmax(dim=1)).sum())
     agreement = agree / len(tensors)
     entry["top1_agreement_with_fp32"] = round(agreement, 4)
+    if routing and routing[0]:
+        held_out, fit = routing
+        decoded = _preprocessed(config, [path for path, _ in held_out])
+        pairs = [(tensor, label) for tensor, (_, label) in zip(decoded, held_out) if tensor is not None]
+        logits = torch.cat(
+            [
+                runner(torch.stack([tensor for tensor, _ in pairs[start : start + CALIBRATION_BATCH]]))
+                for start in range(0, len(pairs), CALIBRATION_BATCH)
+            ]
+        )
+        entry["routing"] = fit(logits, torch.tensor([label for _, label in pairs]))
     if agreement < MIN_INT8_AGREEMENT:
         logger.warning(
             "int8 network agrees with fp32 on only %.1f%% of %d calibration photos; not stored",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +49,15 @@ def register_model(
     manifest: list[dict] | None = None,
     extra_tags: dict | None = None,
     int8_photos: list[Path] | None = None,
+    int8_routing: tuple[list[tuple[Path, int]], Callable] | None = None,
 ) -> Registered:
     """Log a trained (or demo) model to MLflow and register it as a new version.
 
     `reports` (by data set: "holdout", "val") are logged as JSON, metrics and a confusion
     matrix picture; `manifest` (class, file, SHA-256 per training photo) as CSV, with its digest
     as a tag and a parameter. `int8_photos` (training photos) calibrate an int8 ONNX network
-    stored with the version for the CPU serving path (classifier.runtimes).
+    stored with the version for the CPU serving path (classifier.runtimes); `int8_routing`
+    (held-out photos, fit function) refits the routing policy on that network's outputs.
     """
     from . import artifacts, plots, registry, runtimes, training
 
@@ -77,7 +80,7 @@ def register_model(
             run.log_image(picture, f"confusion_matrix_{name}.png")
         run.set_tags(tags)
         if int8_photos:
-            entry = runtimes.build_int8(model, config, int8_photos, Path(tmp) / "model")
+            entry = runtimes.build_int8(model, config, int8_photos, Path(tmp) / "model", int8_routing)
             if entry:
                 config = {**config, "runtimes": {runtimes.ONNX_INT8: entry}}
         saved = artifacts.save_model_dir(model, config, Path(tmp) / "model")

@@ -72,6 +72,7 @@ class TrainResult:
     eval_report: dict | None = None
     manifest: list[dict] = field(default_factory=list)
     int8_photos: list[Path] = field(default_factory=list)  # calibration photos for the int8 network
+    holdout_photos: list[tuple[Path, int]] = field(default_factory=list)  # (photo, class index)
 
 
 Progress = Callable[[dict], None]
@@ -362,6 +363,7 @@ def train(
         eval_report=reports.get("val"),
         manifest=dataset_manifest(samples + list(extra_samples), classes, Path(data_dir)),
         int8_photos=spread_sample([Path(path) for path, _ in train_samples], INT8_CALIBRATION_PHOTOS),
+        holdout_photos=[(Path(path), label) for path, label in holdout_samples],
     )
 
 
@@ -375,6 +377,12 @@ def spread_sample(items: list, count: int) -> list:
         return list(items)
     step = len(items) / count
     return [items[int(index * step)] for index in range(count)]
+
+
+def int8_routing(result: TrainResult, cfg: TrainConfig) -> tuple[list[tuple[Path, int]], Callable]:
+    """What refits the routing policy on the int8 network's outputs (services.register_model)."""
+    classes = result.config["classes"]
+    return result.holdout_photos, lambda logits, labels: fit_routing(logits, labels, classes, cfg)
 
 
 def fit_routing(logits: torch.Tensor, labels: torch.Tensor, classes: list[str], cfg: TrainConfig) -> dict:

@@ -19,16 +19,27 @@ def versions(tmp_path_factory):
     require_dataset()
     root = tmp_path_factory.mktemp("runtimes")
     with override_settings(MODEL_NAME="test-runtimes", MODEL_CACHE_DIR=root / "cache"):
-        result = training.train(
-            DATASET / "train", training.TrainConfig(epochs=0, unfreeze=0, holdout=0.0, max_per_class=8, seed=2)
-        )
+        cfg = training.TrainConfig(epochs=0, unfreeze=0, holdout=0.25, max_per_class=8, seed=2)
+        result = training.train(DATASET / "train", cfg)
         with_int8 = model_services.register_model(
-            result.model, result.config, run_name="int8", params={}, history=[], int8_photos=result.int8_photos
+            result.model,
+            result.config,
+            run_name="int8",
+            params={},
+            history=[],
+            int8_photos=result.int8_photos,
+            int8_routing=training.int8_routing(result, cfg),
         ).version
         without = model_services.register_model(
             result.model, result.config, run_name="fp32", params={}, history=[]
         ).version
-    return {"root": root, "int8": with_int8, "fp32": without, "photos": len(result.int8_photos)}
+    return {
+        "root": root,
+        "int8": with_int8,
+        "fp32": without,
+        "photos": len(result.int8_photos),
+        "held_out": len(result.holdout_photos),
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +58,7 @@ def test_a_cpu_serves_the_int8_network_with_the_answers_of_pytorch(versions):
     served = inference.get_classifier(versions["int8"])
     assert served.runtime == "onnx-int8"
     entry = served.config["runtimes"]["onnx-int8"]
-    assert entry["calibration_photos"] == versions["photos"] == 15 * 8
+    assert entry["calibration_photos"] == versions["photos"] == 15 * 6  # the training side only
     assert entry["top1_agreement_with_fp32"] >= runtimes.MIN_INT8_AGREEMENT
     photos = val_photos()
     int8 = served.classify_files(photos)
@@ -58,6 +69,17 @@ def test_a_cpu_serves_the_int8_network_with_the_answers_of_pytorch(versions):
     same = sum(a.predicted_class == b.predicted_class for a, b in zip(int8, fp32))
     assert same >= 0.9 * len(photos), f"int8 and fp32 agree on {same} of {len(photos)} photos"
     assert max(abs(a.confidence - b.confidence) for a, b in zip(int8, fp32)) < 0.2
+
+
+def test_the_int8_network_routes_with_a_policy_fitted_on_its_own_outputs(versions):
+    served = inference.get_classifier(versions["int8"])
+    own = served.config["runtimes"]["onnx-int8"]["routing"]
+    assert own["fitted_on"] == versions["held_out"] == 15 * 2
+    assert served.routing.temperature == own["temperature"] != served.config["routing"]["temperature"]
+    assert served.routing.thresholds == own["thresholds"]
+    with override_settings(INFERENCE_RUNTIME="torch"):
+        reference = inference.get_classifier(versions["int8"])
+        assert reference.routing.temperature == served.config["routing"]["temperature"]
 
 
 def test_a_batch_run_on_the_int8_network_writes_a_prediction_per_photo(versions):

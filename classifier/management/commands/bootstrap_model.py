@@ -64,6 +64,7 @@ class Command(BaseCommand):
             reports={"holdout": result.holdout_report} if result.holdout_report else None,
             manifest=result.manifest,
             int8_photos=result.int8_photos,
+            int8_routing=training.int8_routing(result, cfg),
         )
 
     def demo(self):

@@ -184,6 +184,8 @@ class Command(BaseCommand):
         return samples
 
     def register(self, result, cfg: TrainConfig, data_dir: Path, n_reviews: int = 0, int8: bool = True):
+        from classifier import training
+
         params = {
             **asdict(cfg),
             "data": str(data_dir),
@@ -207,6 +209,7 @@ class Command(BaseCommand):
             manifest=result.manifest,
             extra_tags={"holdout_accuracy": str(result.history[-1]["holdout_accuracy"])},
             int8_photos=result.int8_photos if int8 else None,
+            int8_routing=training.int8_routing(result, cfg),
         )
         services.move_alias(services.STAGING, registered.version, AliasChange.Action.TRAIN, command_actor("train"))
         return registered

@@ -26,7 +26,7 @@ from django.db.models import Case, Count, DateTimeField, ExpressionWrapper, F, V
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from classifier.imaging import FailureReason, ImageRejected, clean_copy, open_image
+from classifier.imaging import FailureReason, ImageRejected, clean_copy, open_photo
 from reviews import services as review_services
 
 from . import metrics
@@ -74,13 +74,7 @@ def register_image(stream: BinaryIO, original_name: str, source: str, strict: bo
     if known is not None:
         return known, False
     try:
-        picture = open_image(
-            data,
-            max_bytes=settings.MAX_UPLOAD_BYTES,
-            max_pixels=settings.MAX_IMAGE_PIXELS,
-            min_side=settings.MIN_IMAGE_SIDE,
-        )
-        content = clean_copy(data, picture)
+        content = clean_copy(data, open_photo(data))
     except ImageRejected:
         if strict:
             raise

@@ -129,6 +129,19 @@ def open_image(
     return to_rgb(image)
 
 
+def open_photo(source: str | os.PathLike | bytes, draft_size: int | None = None) -> Image.Image:
+    """`open_image` with the configured limits (MAX_UPLOAD_BYTES, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE)."""
+    from django.conf import settings
+
+    return open_image(
+        source,
+        max_bytes=settings.MAX_UPLOAD_BYTES,
+        max_pixels=settings.MAX_IMAGE_PIXELS,
+        min_side=settings.MIN_IMAGE_SIDE,
+        draft_size=draft_size,
+    )
+
+
 def _check_size(size: tuple[int, int], max_pixels: int, min_side: int) -> None:
     width, height = size
     if width * height > max_pixels:

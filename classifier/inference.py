@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from django.conf import settings
 
-from . import artifacts, backbones, calibration, metrics, registry, runtimes
-from .imaging import FailureReason, ImageRejected, open_image
+from . import artifacts, backbones, calibration, imaging, metrics, registry, runtimes
+from .imaging import FailureReason, ImageRejected
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +99,7 @@ class Classifier:
     def load_tensor(self, source: str | os.PathLike | bytes) -> torch.Tensor:
         """Decode and preprocess one photo into a uint8 tensor (normalised per batch in
         `logits`); raises ImageRejected."""
-        image = open_image(
-            source,
-            max_bytes=settings.MAX_UPLOAD_BYTES,
-            max_pixels=settings.MAX_IMAGE_PIXELS,
-            min_side=settings.MIN_IMAGE_SIDE,
-            draft_size=self.draft_size,
-        )
-        return self.transform(image)
+        return self.transform(imaging.open_photo(source, draft_size=self.draft_size))
 
     def classify_files(self, sources: list[str | os.PathLike | bytes]) -> list[Outcome]:
         """One outcome per source, in order: a Prediction, or a Rejection for a bad photo."""

@@ -93,21 +93,14 @@ def _first_and_last_layers(path: Path) -> list[str]:
 
 def _preprocessed(config: dict, photos: list[Path]) -> list[torch.Tensor | None]:
     """Photos decoded and preprocessed as when serving, in order (None for an unreadable one)."""
-    from django.conf import settings
-
     from . import backbones
-    from .imaging import ImageRejected, open_image
+    from .imaging import ImageRejected, open_photo
 
     transform = backbones.eval_transform(config["preprocessing"])
     tensors: list[torch.Tensor | None] = []
     for photo in photos:
         try:
-            image = open_image(
-                photo,
-                max_bytes=settings.MAX_UPLOAD_BYTES,
-                max_pixels=settings.MAX_IMAGE_PIXELS,
-                min_side=settings.MIN_IMAGE_SIDE,
-            )
+            image = open_photo(photo)
         except ImageRejected:
             tensors.append(None)
             continue

@@ -30,7 +30,7 @@ from django.conf import settings
 from torchvision import transforms
 
 from . import backbones, calibration
-from .imaging import ImageRejected, open_image
+from .imaging import ImageRejected, open_photo
 from .zeroshot import IMAGENET_MAPPING
 
 logger = logging.getLogger(__name__)
@@ -168,15 +168,6 @@ def view_transforms(prep: dict, views: int) -> list[Callable]:
     return ([plain, mirrored] + [cropped] * max(0, views - 2))[: max(1, views)]
 
 
-def load_photo(path: Path):
-    return open_image(
-        path,
-        max_bytes=settings.MAX_UPLOAD_BYTES,
-        max_pixels=settings.MAX_IMAGE_PIXELS,
-        min_side=settings.MIN_IMAGE_SIDE,
-    )
-
-
 # --- The network, split where the frozen part ends ---------------------------------
 
 
@@ -241,7 +232,7 @@ def cache_prefix(
             photos = []
             for path, label in samples[start : start + batch_size]:
                 try:
-                    photos.append(load_photo(path))
+                    photos.append(open_photo(path))
                 except ImageRejected as exc:
                     logger.warning("skipping training photo %s: %s", path, exc)
                     continue

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Case, Count, DateTimeField, ExpressionWrapper, F, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -250,7 +250,11 @@ def process_run(
                 time.sleep(LEASE_POLL_SECONDS)
                 run.refresh_from_db()
                 continue
-            outcomes = classify_chunk(chunk, classifier)
+            try:
+                outcomes = classify_chunk(chunk, classifier)
+            except Exception:
+                chunk = None  # classify_chunk gave its photos back
+                raise
             # The next chunk (fresh photos only) is claimed and decodes in the pool while this one
             # is written; never beside a retried photo, which may crash the worker again.
             ahead = not chunk.retry and (deadline is None or time.monotonic() < deadline)
@@ -265,7 +269,10 @@ def process_run(
     finally:
         if chunk is not None:  # stopped with a chunk claimed ahead: give it back untouched
             chunk.abandon()
-            release_images(chunk.ids, failed_attempt=False)
+            try:
+                release_images(chunk.ids, failed_attempt=False)
+            except DatabaseError:  # the database is gone: the lease will expire instead
+                logger.warning("run %s: could not give back %s claimed photos", run.pk, len(chunk.ids))
 
 
 # How often a worker waiting for the database tries to reconnect.

@@ -4,7 +4,7 @@ import json
 import shutil
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from classifier import inference, registry
 from classifier.imaging import FailureReason
@@ -51,14 +51,19 @@ def test_it_loads_the_model_once_per_process(trained_model):
     }
 
 
+@pytest.mark.django_db
 def test_it_serves_the_last_known_good_copy_when_the_registry_is_down(trained_model):
     version, _ = trained_model
     inference.get_classifier()  # fetched once while the registry answers
     inference.forget_loaded()
     with override_settings(MLFLOW_TRACKING_URI=UNREACHABLE_REGISTRY):
         classifier = inference.get_classifier()
+        health = Client().get("/health").json()
     assert classifier.version == version
     assert classifier.source == "cache"
+    # /health says so, and names the version that serves.
+    assert health["status"] == "degraded"
+    assert (health["model"]["version"], health["model"]["source"]) == (version, "cache")
 
 
 def test_without_registry_or_copy_the_model_is_unavailable(trained_model, tmp_path):

@@ -100,7 +100,7 @@ def test_twenty_sigkills_of_the_worker_and_one_of_the_parent_lose_and_duplicate_
     kills = 0
     while kills < 20:
         worker = cluster.wait_for_busy_worker()
-        time.sleep(rng.uniform(0.2, 2.0))  # somewhere in a claim, a decode, a forward pass or a write
+        time.sleep(rng.uniform(0.1, 1.0))  # somewhere in a claim, a decode, a forward pass or a write
         run.refresh_from_db()
         if run.is_finished:
             break
@@ -184,15 +184,19 @@ def wait_for_postgres(timeout: float = 60) -> None:
 
 
 def test_postgres_stopped_and_started_three_times_during_a_run(clusters):
-    images = register(600)
+    images = register(1500)
     env = {"BATCH_LEASE_SECONDS": "10", "BATCH_TASK_SECONDS": "8", "BATCH_CHUNK_SIZE": "16"}
     run = services.start_batch_run(BatchRun.Trigger.SCHEDULE, images)
     services.enqueue_batch_run(run)
     started = time.monotonic()
     cluster = clusters(**env)
+    during_the_run = 0
     for mode in ("fast", "immediate", "fast"):
         cluster.wait_for_busy_worker()
         time.sleep(1.0)
+        run.refresh_from_db()
+        during_the_run += not run.is_finished
+        connection.close()
         postgres("stop", mode)
         time.sleep(2.0)
         postgres("start")
@@ -205,7 +209,8 @@ def test_postgres_stopped_and_started_three_times_during_a_run(clusters):
         "waits_for_the_database": log.count("database unavailable"),
     }
     print(f"\nPostgreSQL restarts: {figures}")
-    assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["photos"] == 600
+    assert during_the_run == 3, "the run finished before the third restart"
+    assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["photos"] == 1500
     assert run.status in (BatchRun.Status.COMPLETED, BatchRun.Status.COMPLETED_WITH_FAILURES)
     assert cluster.process.poll() is None, "the cluster exited"
     assert figures["waits_for_the_database"] >= 1, "no outage reached the run's work"

@@ -115,28 +115,10 @@ class Classifier:
         chunk is decoded: decoder threads running beside ONNX Runtime's threads on the same cores
         slow both down (docs/performance.md); the batch path decodes the next chunk while this
         one's results are written instead."""
-        outcomes: list[Outcome | None] = [None] * len(decoding)
-        waiting: list[int] = []
-        tensors: list[torch.Tensor] = []
-
-        def forward() -> None:
-            for index, prediction in zip(waiting, self.classify_tensors(tensors)):
-                outcomes[index] = prediction
-            waiting.clear()
-            tensors.clear()
-
         decoded = [future.result() for future in decoding]
-        for index, item in enumerate(decoded):
-            if isinstance(item, torch.Tensor):
-                waiting.append(index)
-                tensors.append(item)
-                if len(tensors) == self.forward_batch:
-                    forward()
-            else:
-                outcomes[index] = item
-        if tensors:
-            forward()
-        return outcomes
+        tensors = [item for item in decoded if isinstance(item, torch.Tensor)]
+        predictions = iter(self.classify_tensors(tensors))
+        return [next(predictions) if isinstance(item, torch.Tensor) else item for item in decoded]
 
     def decode_many(self, sources: list[str | os.PathLike | bytes]) -> list[torch.Tensor | Rejection]:
         """Preprocessed tensors (or Rejections), decoded in the thread pool, in order."""

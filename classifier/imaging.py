@@ -112,7 +112,7 @@ def open_image(
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[fmt])
-            _check_size(image.size, max_pixels, min_side)
+            check_size(image.size, max_pixels, min_side)
             if draft_size and fmt == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
             image.seek(0)
@@ -142,7 +142,7 @@ def open_photo(source: str | os.PathLike | bytes, draft_size: int | None = None)
     )
 
 
-def _check_size(size: tuple[int, int], max_pixels: int, min_side: int) -> None:
+def check_size(size: tuple[int, int], max_pixels: int, min_side: int) -> None:
     width, height = size
     if width * height > max_pixels:
         raise ImageRejected(

@@ -2,7 +2,8 @@
 
 Takes image files (paths or bytes) and returns plain results; never touches the ORM.
 Preprocessing comes from the model's own data config (timm), the network runs under
-eval() and torch.inference_mode(); photos are decoded and preprocessed in a thread pool.
+eval() and torch.inference_mode(). Photos are decoded and preprocessed in a thread pool:
+one by one with PIL, or a chunk at a time as tensors (nvjpeg on a GPU: `tensor_decode`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 from django.conf import settings
 
-from . import artifacts, backbones, calibration, imaging, metrics, registry, runtimes
+from . import artifacts, backbones, calibration, imaging, metrics, registry, runtimes, tensor_decode
 from .imaging import FailureReason, ImageRejected
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class Classifier:
     device: torch.device
     source: str = "registry"  # or "cache": served from the last known good copy
     runtime: str = "torch"
+    decoder: str = "pil"  # or "torchvision": a chunk at a time, on the device (INFERENCE_DECODE)
     classes: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +110,10 @@ class Classifier:
     def start_decoding(self, sources: list[str | os.PathLike | bytes]) -> list[Future]:
         """Queue the photos for decoding in the thread pool; returns one future per photo."""
         pool = _decoder_pool()
+        if self.decoder == "torchvision":
+            futures = [Future() for _ in sources]
+            pool.submit(self._decode_chunk, list(sources), futures)
+            return futures
         return [pool.submit(self._try_load, source) for source in sources]
 
     def classify_decoding(self, decoding: list[Future]) -> list[Outcome]:
@@ -122,7 +128,7 @@ class Classifier:
 
     def decode_many(self, sources: list[str | os.PathLike | bytes]) -> list[torch.Tensor | Rejection]:
         """Preprocessed tensors (or Rejections), decoded in the thread pool, in order."""
-        return list(_decoder_pool().map(self._try_load, sources))
+        return [future.result() for future in self.start_decoding(sources)]
 
     @property
     def forward_batch(self) -> int:
@@ -180,6 +186,18 @@ class Classifier:
             logger.exception("unexpected error decoding a photo")
             return Rejection(FailureReason.CORRUPT.value, f"{type(exc).__name__}: {exc}")
 
+    def _decode_chunk(self, sources: list, futures: list[Future]) -> None:
+        limits = tensor_decode.Limits(settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS, settings.MIN_IMAGE_SIDE)
+        try:
+            items = tensor_decode.decode_chunk(
+                sources, self.config["preprocessing"], self.device, limits, fallback=self._try_load
+            )
+        except Exception:  # e.g. the device out of memory: the chunk still gets decoded
+            logger.exception("decoding a chunk as tensors failed; decoding it photo by photo")
+            items = [self._try_load(source) for source in sources]
+        for future, item in zip(futures, items):
+            future.set_result(item)
+
     def _autocast(self):
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -189,7 +207,7 @@ class Classifier:
 # --- Loading ------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_classifiers: dict[tuple[str, str, str], Classifier] = {}  # (model name, version, runtime setting)
+_classifiers: dict[tuple[str, str, str, str], Classifier] = {}  # (model name, version, runtime, decode setting)
 _production: dict[tuple[str, str], tuple[str, str, float]] = {}  # (name, alias) -> (version, source, checked at)
 _pool: ThreadPoolExecutor | None = None
 PRODUCTION_RECHECK_SECONDS = 60
@@ -206,7 +224,7 @@ def get_classifier(version: str | None = None) -> Classifier:
         source = "registry"
         if version is None:
             version, source = _production_version()
-        key = (settings.MODEL_NAME, version, settings.INFERENCE_RUNTIME)
+        key = (settings.MODEL_NAME, version, settings.INFERENCE_RUNTIME, settings.INFERENCE_DECODE)
         if key not in _classifiers:
             _classifiers.clear()  # keep one model in memory
             _classifiers[key] = load_model_dir(_local_copy(version), version, source)
@@ -226,13 +244,14 @@ def loaded_state() -> dict:
     """What this process has loaded, for /health; never triggers a load."""
     classifier = next(iter(_classifiers.values()), None)
     if classifier is None:
-        return {"loaded": False, "version": None, "demo": None, "source": None, "runtime": None}
+        return {"loaded": False, "version": None, "demo": None, "source": None, "runtime": None, "decoder": None}
     return {
         "loaded": True,
         "version": classifier.version,
         "demo": classifier.demo,
         "source": classifier.source,
         "runtime": classifier.runtime,
+        "decoder": classifier.decoder,
     }
 
 
@@ -290,7 +309,15 @@ def load_model_dir(path: Path, version: str, source: str = "registry") -> Classi
     logger.info(
         "loaded model %s version %s (%s, %s) on %s", settings.MODEL_NAME, version, config["arch"], runtime, device
     )
-    return Classifier(version=version, config=config, model=model, device=device, source=source, runtime=runtime)
+    return Classifier(
+        version=version,
+        config=config,
+        model=model,
+        device=device,
+        source=source,
+        runtime=runtime,
+        decoder=pick_decoder(device),
+    )
 
 
 def pick_runtime(config: dict, device: torch.device, version: str) -> str:
@@ -307,6 +334,15 @@ def pick_runtime(config: dict, device: torch.device, version: str) -> str:
     if wanted == "auto" and device.type == "cpu" and has_int8:
         return runtimes.ONNX_INT8
     return "torch"
+
+
+def pick_decoder(device: torch.device) -> str:
+    """INFERENCE_DECODE: `auto` decodes a chunk at a time with nvjpeg on a CUDA device and photo by
+    photo with PIL on the CPU (PIL's reduced-scale JPEG decoding is faster there for big photos)."""
+    wanted = settings.INFERENCE_DECODE
+    if wanted == "auto":
+        return "torchvision" if device.type == "cuda" else "pil"
+    return wanted
 
 
 def pick_device() -> torch.device:

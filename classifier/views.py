@@ -163,6 +163,7 @@ def health(request) -> JsonResponse:
         "demo": state["demo"],
         "source": state["source"],
         "runtime": state["runtime"],
+        "decoder": state["decoder"],
     }
     if database != "ok":
         overall = "error"

@@ -240,6 +240,9 @@ EVAL_DATA_DIR = env_str("EVAL_DATA_DIR", str(_dev_val) if _dev_val.is_dir() else
 INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "auto", ("auto", "cpu", "cuda"))
 INFERENCE_THREADS = env_int("INFERENCE_THREADS", 0, minimum=0)  # 0: one per core
 INFERENCE_BATCH = env_int("INFERENCE_BATCH", 0, minimum=0)  # photos per forward pass; 0: 16 on CPU, 128 on CUDA
+# How photos become tensors: "pil" one by one in threads, "torchvision" a chunk at a time (nvjpeg
+# and a batched resize on a GPU); auto: torchvision on CUDA, PIL on the CPU.
+INFERENCE_DECODE = env_choice("INFERENCE_DECODE", "auto", ("auto", "pil", "torchvision"))
 INFERENCE_RUNTIME = env_choice(
     "INFERENCE_RUNTIME", "auto", ("auto", "torch", "onnx-int8")
 )  # auto: int8 ONNX on the CPU when the version has it

@@ -20,7 +20,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def postgres_only(django_db_setup):
+def postgres_only():
+    """Tests that use the database run on PostgreSQL only (pytest-django creates it on first use)."""
     engine = settings.DATABASES["default"]["ENGINE"]
     if "postgresql" not in engine:
         pytest.exit(f"the suite runs on PostgreSQL (DATABASE_URL); got {engine}", returncode=2)

@@ -48,6 +48,7 @@ def test_it_loads_the_model_once_per_process(trained_model):
         "demo": False,
         "source": "registry",
         "runtime": "torch",  # the fixture's version carries no int8 network
+        "decoder": "pil",  # INFERENCE_DECODE=auto on the CPU
     }
 
 

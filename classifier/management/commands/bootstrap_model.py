@@ -19,6 +19,11 @@ class Command(BaseCommand):
             "--data", default=settings.TRAIN_DATA_DIR, help="ImageFolder directory (default: TRAIN_DATA_DIR)"
         )
         parser.add_argument("--demo", action="store_true", help="register the demo model even if data is at hand")
+        parser.add_argument(
+            "--no-int8",
+            action="store_true",
+            help="do not build the int8 ONNX network for the CPU serving path (e.g. on a GPU machine)",
+        )
 
     def handle(self, *args, **options):
         from classifier import registry
@@ -30,7 +35,7 @@ class Command(BaseCommand):
         data = Path(options["data"]) if options["data"] and not options["demo"] else None
         if data is not None and not data.is_dir():
             raise CommandError(f"{data} is not a directory")
-        registered = self.linear_probe(data) if data else self.demo()
+        registered = self.linear_probe(data, int8=not options["no_int8"]) if data else self.demo()
         services.move_alias(
             services.STAGING, registered.version, AliasChange.Action.BOOTSTRAP, command_actor("bootstrap_model")
         )
@@ -40,7 +45,7 @@ class Command(BaseCommand):
         kind = "linear probe" if data else "DEMO (ImageNet mapping, about 67% accurate)"
         self.stdout.write(self.style.SUCCESS(f"production is now version {registered.version}: {kind}"))
 
-    def linear_probe(self, data: Path):
+    def linear_probe(self, data: Path, int8: bool = True):
         from classifier import training
 
         from .train import TrainingProgress
@@ -63,7 +68,7 @@ class Command(BaseCommand):
             history=result.history,
             reports={"holdout": result.holdout_report} if result.holdout_report else None,
             manifest=result.manifest,
-            int8_photos=result.int8_photos,
+            int8_photos=result.int8_photos if int8 else None,
             int8_routing=training.int8_routing(result, cfg),
         )
 

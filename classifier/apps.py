@@ -10,6 +10,9 @@ class ClassifierConfig(AppConfig):
     verbose_name = "Model registry"
 
     def ready(self) -> None:
+        from .imaging import follow_pixel_limit
+
+        follow_pixel_limit(settings.MAX_IMAGE_PIXELS)
         if settings.PROMETHEUS_MULTIPROC_DIR:
             from prometheus_client import multiprocess
 

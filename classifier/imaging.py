@@ -17,14 +17,27 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
 from django.db import models
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
-# Pillow's own guard stays on as a second line of defence behind our header check.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Above its limit Pillow only warns; `check_size` refuses such a photo right after, with its size.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def follow_pixel_limit(max_pixels: int) -> None:
+    """Set Pillow's own decompression-bomb guard from MAX_IMAGE_PIXELS (called when the app starts).
+
+    Pillow warns above its limit and refuses twice that inside `Image.open`, before our header
+    check can run; left at its default (89 million) it would refuse photos a higher
+    MAX_IMAGE_PIXELS allows. Following the setting, its refusal stays a second line of defence,
+    and `check_size` names the photo's size against the configured limit.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 class FailureReason(models.TextChoices):
@@ -109,18 +122,18 @@ def open_image(
     if fmt is None:
         raise ImageRejected(FailureReason.UNSUPPORTED_FORMAT, _describe_unsupported(data[:16]))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[fmt])
-            check_size(image.size, max_pixels, min_side)
-            if draft_size and fmt == "JPEG":
-                image.draft("RGB", (draft_size, draft_size))
-            image.seek(0)
-            image.load()
+        image = Image.open(io.BytesIO(data), formats=[fmt])
+        check_size(image.size, max_pixels, min_side)
+        if draft_size and fmt == "JPEG":
+            image.draft("RGB", (draft_size, draft_size))
+        image.seek(0)
+        image.load()
     except ImageRejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(FailureReason.TOO_MANY_PIXELS, str(exc)) from None
+    except Image.DecompressionBombError as exc:
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(declared[1]):,} pixels" if declared else "more pixels than Pillow opens"
+        raise ImageRejected(FailureReason.TOO_MANY_PIXELS, f"{size}, the limit is {max_pixels:,} pixels") from None
     except UnidentifiedImageError:
         raise ImageRejected(FailureReason.CORRUPT, f"the {fmt} data cannot be read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

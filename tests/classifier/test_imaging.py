@@ -8,7 +8,7 @@ from django.conf import settings
 from django.test import SimpleTestCase
 from PIL import Image as PILImage
 
-from classifier.imaging import FailureReason, ImageRejected, open_image, sniff_format
+from classifier.imaging import FailureReason, ImageRejected, follow_pixel_limit, open_image, sniff_format
 from tests.helpers import BAD_INPUTS
 
 ACCEPTED = [
@@ -125,6 +125,24 @@ class PolicyTests(SimpleTestCase):
         with pytest.raises(ImageRejected) as caught:
             load(BAD_INPUTS / "valid_control.jpg", max_pixels=240 * 320 - 1)
         assert caught.value.reason == FailureReason.TOO_MANY_PIXELS
+        assert caught.value.detail == "240x320 pixels, the limit is 76,799 pixels"
+
+    def test_a_bomb_is_refused_against_the_configured_limit_not_pillows(self):
+        with pytest.raises(ImageRejected) as caught:
+            load(BAD_INPUTS / "decompression_bomb_30000x30000.png")
+        limit = f"the limit is {settings.MAX_IMAGE_PIXELS:,} pixels"
+        assert caught.value.detail in (f"30000x30000 pixels, {limit}", f"900,000,000 pixels, {limit}")
+
+    def test_a_limit_above_pillows_default_lets_such_photos_in(self):
+        assert PILImage.MAX_IMAGE_PIXELS == settings.MAX_IMAGE_PIXELS  # set when the app starts
+        big = io.BytesIO()
+        PILImage.new("RGB", (12000, 8000), "white").save(big, "JPEG", quality=50)  # 96 million pixels
+        try:
+            follow_pixel_limit(100_000_000)
+            photo = load(big.getvalue(), max_pixels=100_000_000, draft_size=224)
+        finally:
+            follow_pixel_limit(settings.MAX_IMAGE_PIXELS)
+        assert photo.size == (1500, 1000)  # decoded at an eighth of its size
 
     def test_it_names_heic_in_its_refusal(self):
         heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00" + b"\x00" * 64

@@ -2,25 +2,14 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from classifier.admin import ReadOnlyAdmin
+
 from .models import BatchRun, FailedImage, Image, Prediction
 
 
 def thumbnail_tag(image: Image, size: int = 64) -> str:
     url = reverse("batches:thumbnail", args=[image.pk])
     return format_html('<img src="{}" alt="{}" style="max-height:{}px;max-width:{}px">', url, image, size, size)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Results are written by the batch engine only; the admin shows them."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Image)

@@ -9,7 +9,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import exports, services
+from . import exports, ingest, services
 from .models import BatchRun, Image
 from .serializers import BatchRunSerializer, ResultSerializer, StartRunSerializer, UploadResultSerializer
 
@@ -41,10 +41,9 @@ class BatchRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             if len(images) != len(set(ids)):
                 return Response({"error": "unknown_image", "detail": "some image ids do not exist"}, status=400)
         try:
-            run = services.start_batch_run(BatchRun.Trigger.API, images=images, user=request.user)
+            run = services.start_and_enqueue_run(BatchRun.Trigger.API, images=images, user=request.user)
         except services.NoModel as exc:
             return Response({"error": "model_unavailable", "detail": str(exc)}, status=503)
-        services.enqueue_batch_run(run)
         run.refresh_from_db()
         return Response(BatchRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -77,11 +76,11 @@ class ImageUploadView(APIView):
         files = request.FILES.getlist("images")
         if not files:
             return Response({"error": "no_files", "detail": "send photos in the multipart field 'images'"}, status=400)
-        registration = services.register_uploads(files, Image.Source.API)
+        registration = ingest.register_uploads(files, Image.Source.API)
         body = {
             "created": [image.pk for image in registration.created],
             "existing": [image.pk for image in registration.existing],
-            "rejected": [{"name": n, "reason": r, "detail": d} for n, r, d in registration.rejected],
+            "rejected": [{"name": n, "reason": r.reason, "detail": r.detail} for n, r in registration.rejected],
         }
         if registration.images:
             code = status.HTTP_201_CREATED

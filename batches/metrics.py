@@ -1,7 +1,10 @@
-"""Prometheus metrics: counters updated as predictions are written, batch figures read from the database.
+"""Prometheus metrics: counters updated as predictions are written (the batch engine and /predict),
+figures read from the database at scrape time, and the /metrics view.
 
 With several processes (gunicorn workers, qcluster) set PROMETHEUS_MULTIPROC_DIR: the
 counters are then shared through files in that folder, which `make run` wipes at start.
+Figures read from the database are collected by `DATABASE_COLLECTORS`: this app's batch-run
+figures, and what other apps register there (the reviews app: its backlog).
 """
 
 from __future__ import annotations
@@ -35,12 +38,15 @@ def record_outcomes(predictions: list, failures: list, source: str) -> None:
         IMAGES_PROCESSED.labels(f"failed_{failure.reason}", source).inc()
 
 
-class DatabaseCollector:
-    """Batch-run figures read at scrape time, so every process reports the same numbers."""
+# Collectors of figures read from the database at scrape time, so every process reports the same
+# numbers (no description at registration: that would query the database while apps load).
+DATABASE_COLLECTORS = CollectorRegistry(auto_describe=False)
+
+
+class BatchRunCollector:
+    """Batch-run figures."""
 
     def collect(self):
-        from reviews.models import ReviewItem
-
         from .models import BatchRun
 
         try:
@@ -48,9 +54,6 @@ class DatabaseCollector:
             for status, count in BatchRun.objects.values_list("status").order_by().annotate(n=Count("id")):
                 runs.add_metric([status], count)
             yield runs
-            yield GaugeMetricFamily(
-                "review_items_pending", "Predictions waiting for a reviewer", value=ReviewItem.objects.pending().count()
-            )
             last = BatchRun.objects.exclude(status=BatchRun.Status.RUNNING).first()
             if last is not None:
                 yield GaugeMetricFamily("batch_run_last_images", "Images in the last finished run", value=last.total)
@@ -76,12 +79,15 @@ class DatabaseCollector:
             logger.exception("cannot read batch figures for /metrics")
 
 
+DATABASE_COLLECTORS.register(BatchRunCollector())
+
+
 def metrics_view(request) -> HttpResponse:
     from django.conf import settings
 
-    from classifier import metrics as model_metrics
+    from classifier import inference
 
-    model_metrics.refresh()
+    inference.refresh_model_gauge()
     if settings.PROMETHEUS_MULTIPROC_DIR:
         from prometheus_client import multiprocess
 
@@ -89,7 +95,5 @@ def metrics_view(request) -> HttpResponse:
         multiprocess.MultiProcessCollector(process_registry)
     else:
         process_registry = REGISTRY
-    database_registry = CollectorRegistry(auto_describe=False)
-    database_registry.register(DatabaseCollector())
-    body = generate_latest(process_registry) + generate_latest(database_registry)
+    body = generate_latest(process_registry) + generate_latest(DATABASE_COLLECTORS)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

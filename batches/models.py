@@ -7,6 +7,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from classifier.imaging import FailureReason
+from classifier.outcomes import ReviewReason
 
 
 class ImageQuerySet(models.QuerySet):
@@ -49,7 +50,7 @@ class Image(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices)
     size_bytes = models.PositiveBigIntegerField()
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    # Claim bookkeeping of the batch engine (batches.services.claim_images).
+    # Claim bookkeeping of the batch engine (batches.engine.claim_next).
     lease_version = models.CharField(max_length=32, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -124,6 +125,23 @@ class BatchRun(models.Model):
         done = self.n_predicted + self.n_failed
         return done / duration if duration and self.finished_at and done else None
 
+    def counts(self) -> dict:
+        """Progress: how many of the run's photos have an outcome for its version."""
+        predicted = Prediction.objects.for_run(self).count()
+        failed = FailedImage.objects.for_run(self).count()
+        return {
+            "total": self.total,
+            "predicted": predicted,
+            "failed": failed,
+            "done": predicted + failed,
+            "pending": max(0, self.total - predicted - failed),
+        }
+
+    def failure_counts(self) -> dict[str, int]:
+        """Failed photos of the run by reason, the most frequent first."""
+        failures = FailedImage.objects.for_run(self)
+        return dict(failures.values_list("reason").annotate(n=models.Count("id")).order_by("-n"))
+
     def result_images(self) -> ImageQuerySet:
         """The run's images in order, each with its outcome for the run's version prefetched."""
         return self.images.order_by("id").with_outcomes(self.model_version)
@@ -147,6 +165,13 @@ class BatchRunImage(models.Model):
         return f"run {self.run_id}: image {self.image_id}"
 
 
+class OutcomeQuerySet(models.QuerySet):
+    def for_run(self, run: BatchRun) -> OutcomeQuerySet:
+        """The outcomes, for the run's model version, of the photos in the run's scope (whichever
+        run wrote them: a photo already classified by that version is not classified again)."""
+        return self.filter(model_version=run.model_version, image__batch_runs=run)
+
+
 class Prediction(models.Model):
     """What one model version said about one image. Never changed once written."""
 
@@ -160,10 +185,13 @@ class Prediction(models.Model):
     probabilities = models.JSONField(help_text="Every class's probability")
     review_reason = models.CharField(
         max_length=20,
+        choices=ReviewReason.choices,
         blank=True,
-        help_text="Why the model did not accept it automatically (low_confidence, unknown_item); empty: accepted",
+        help_text="Why the model did not accept it automatically; empty: accepted",
     )
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OutcomeQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
@@ -191,6 +219,8 @@ class FailedImage(models.Model):
     reason = models.CharField(max_length=30, choices=FailureReason.choices, db_index=True)
     detail = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OutcomeQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]

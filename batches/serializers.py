@@ -1,6 +1,5 @@
 from rest_framework import serializers
 
-from . import services
 from .models import BatchRun
 
 
@@ -34,10 +33,10 @@ class BatchRunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_failures_by_reason(self, run: BatchRun) -> dict[str, int]:
-        return services.failure_counts(run)
+        return run.failure_counts()
 
     def get_progress(self, run: BatchRun) -> dict:
-        counts = services.run_counts(run)
+        counts = run.counts()
         counts["percent"] = round(100 * counts["done"] / run.total, 1) if run.total else 100.0
         return counts
 
@@ -68,3 +67,38 @@ class UploadResultSerializer(serializers.Serializer):
     created = serializers.ListField(child=serializers.IntegerField())
     existing = serializers.ListField(child=serializers.IntegerField())
     rejected = serializers.ListField(child=serializers.DictField())
+
+
+# --- /predict ----------------------------------------------------------------------
+
+
+class PredictJSONSerializer(serializers.Serializer):
+    """Either stored images by id, or files inside the inbox folder by path."""
+
+    image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, allow_empty=False)
+    image_paths = serializers.ListField(child=serializers.CharField(max_length=1024), required=False, allow_empty=False)
+
+    def validate(self, attrs):
+        if ("image_ids" in attrs) == ("image_paths" in attrs):
+            raise serializers.ValidationError("send exactly one of image_ids, image_paths (or upload files)")
+        return attrs
+
+
+class PredictionSerializer(serializers.Serializer):
+    input = serializers.CharField(help_text="The file name, image id or path this prediction is for")
+    predicted_class = serializers.CharField()
+    confidence = serializers.FloatField(help_text="Calibrated: of photos given 0.9, about 90% are right")
+    auto_accepted = serializers.BooleanField(help_text="Confident enough for its class's threshold")
+    review_reason = serializers.CharField(allow_null=True, help_text="low_confidence or unknown_item; null if accepted")
+    all_probabilities = serializers.DictField(child=serializers.FloatField())
+
+
+class PredictResponseSerializer(serializers.Serializer):
+    predictions = PredictionSerializer(many=True)
+    model_version = serializers.CharField()
+
+
+class PredictErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    errors = serializers.ListField(child=serializers.DictField(), required=False)

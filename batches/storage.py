@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -71,12 +70,6 @@ def store_content(content: bytes, sha256: str) -> StoredFile:
             raise StorageFull(f"no space left in the media folder {root}: {exc.strerror}") from None
         raise
     return StoredFile(sha256=sha256, name=name, size=len(content))
-
-
-def store_stream(stream: BinaryIO, max_bytes: int) -> StoredFile:
-    """Store a stream's bytes exactly as received (named by their SHA-256)."""
-    content = read_capped(stream, max_bytes)
-    return store_content(content, hashlib.sha256(content).hexdigest())
 
 
 def media_path(name: str) -> Path:

@@ -4,9 +4,8 @@ import logging
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django_q.tasks import async_task
 
-from . import services
+from . import engine, ingest, services
 from .models import BatchRun
 
 logger = logging.getLogger(__name__)
@@ -15,24 +14,22 @@ logger = logging.getLogger(__name__)
 def process_run(run_id: int) -> None:
     """A slice of a run's work; re-queues itself while work remains, so no task outlives `timeout`."""
     try:
-        more = services.process_run(run_id, budget_seconds=settings.BATCH_TASK_SECONDS)
+        more = engine.process_run(run_id, budget_seconds=settings.BATCH_TASK_SECONDS)
     except (OperationalError, InterfaceError) as exc:
         # The database restarted under the run: wait for it (within this task's time), then go on.
         logger.warning("run %s: database unavailable (%s); waiting for it", run_id, exc)
-        if not services.wait_for_database(settings.BATCH_TASK_SECONDS):
+        if not engine.wait_for_database(settings.BATCH_TASK_SECONDS):
             raise
         more = True
     if more:
-        async_task("batches.tasks.process_run", run_id, task_name=f"batch-run-{run_id}", group=f"run-{run_id}")
+        services.queue_run_task(run_id)
 
 
 def nightly_batch() -> int | None:
     """Register what waits in the inbox, then classify every pending photo."""
     if settings.INBOX_DIR.is_dir():
-        services.ingest_folder(settings.INBOX_DIR)
-    run = services.start_batch_run(BatchRun.Trigger.SCHEDULE)
-    services.enqueue_batch_run(run)
-    return run.pk
+        ingest.ingest_folder(settings.INBOX_DIR)
+    return services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE).pk
 
 
 def resume_stalled_runs() -> list[int]:

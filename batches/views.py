@@ -12,9 +12,9 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
 from classifier import registry
-from classifier.imaging import ImageRejected, open_image, reencode_jpeg
+from classifier.imaging import Rejection, open_image, reencode_jpeg
 
-from . import exports, services
+from . import exports, ingest, services
 from .forms import UploadForm
 from .models import BatchRun, Image
 from .storage import media_path
@@ -27,9 +27,9 @@ RESULTS_PER_PAGE = 100
 def upload(request):
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        registration = services.register_uploads(form.cleaned_data["photos"], Image.Source.UPLOAD)
-        for name, reason, detail in registration.rejected:
-            messages.error(request, f"{name}: refused ({reason}): {detail}")
+        registration = ingest.register_uploads(form.cleaned_data["photos"], Image.Source.UPLOAD)
+        for name, rejection in registration.rejected:
+            messages.error(request, f"{name}: refused ({rejection.reason}): {rejection.detail}")
         if registration.images:
             return _start_and_show(request, registration.images, BatchRun.Trigger.BUTTON)
     return render(
@@ -41,11 +41,10 @@ def upload(request):
 
 def _start_and_show(request, images, trigger):
     try:
-        run = services.start_batch_run(trigger, images=images, user=request.user)
+        run = services.start_and_enqueue_run(trigger, images=images, user=request.user)
     except services.NoModel as exc:
         messages.error(request, f"The photos are stored, but no model is available to classify them: {exc}")
         return redirect("batches:run_list")
-    services.enqueue_batch_run(run)
     return redirect("batches:run_detail", run.pk)
 
 
@@ -55,13 +54,12 @@ def _start_and_show(request, images, trigger):
 def run_start(request):
     """Classify every stored photo that has no result for the production model yet."""
     try:
-        run = services.start_batch_run(BatchRun.Trigger.BUTTON, user=request.user)
+        run = services.start_and_enqueue_run(BatchRun.Trigger.BUTTON, user=request.user)
     except services.NoModel as exc:
         messages.error(request, f"No model is available: {exc}")
         return redirect("batches:run_list")
     if run.total == 0:
         messages.info(request, "Nothing to classify: every photo already has a result.")
-    services.enqueue_batch_run(run)
     return redirect("batches:run_detail", run.pk)
 
 
@@ -82,8 +80,8 @@ def run_detail(request, pk: int):
     context = {
         "run": run,
         "page": page,
-        "counts": services.run_counts(run),
-        "failures": services.failure_counts(run),
+        "counts": run.counts(),
+        "failures": run.failure_counts(),
     }
     return render(request, "batches/run_detail.html", context)
 
@@ -115,6 +113,6 @@ def thumbnail(request, pk: int):
             min_side=1,
             draft_size=320,
         )
-    except (ImageRejected, ValueError):
+    except (Rejection, ValueError):
         raise Http404("no preview") from None
     return HttpResponse(reencode_jpeg(picture, 160), content_type="image/jpeg")

@@ -6,8 +6,22 @@ from django.utils.html import format_html
 from .models import AliasChange
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the product only (audit trails, results): the admin shows them, nobody edits.
+    The other apps' admins build on it too."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(AliasChange)
-class AliasChangeAdmin(admin.ModelAdmin):
+class AliasChangeAdmin(ReadOnlyAdmin):
     """The audit trail of the registry's aliases: read-only, nothing can be added or changed."""
 
     list_display = ["created_at", "alias", "from_version", "to_version", "action", "actor", "figures"]
@@ -31,12 +45,3 @@ class AliasChangeAdmin(admin.ModelAdmin):
     @admin.display(description="Evaluation figures")
     def evaluation_figures(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.evaluation, indent=2, sort_keys=True))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

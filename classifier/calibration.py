@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-ECE_BINS = 15
+from .outcomes import ReviewReason
 
-LOW_CONFIDENCE = "low_confidence"
-UNKNOWN_ITEM = "unknown_item"
+ECE_BINS = 15
 
 
 # --- Temperature --------------------------------------------------------------------
@@ -191,15 +190,17 @@ class RoutingPolicy:
             return float(self.thresholds[predicted_class])
         return self.default_threshold
 
-    def reason(self, predicted_class: str, confidence: float, unknown: float | None) -> str | None:
+    def reason(self, predicted_class: str, confidence: float, unknown: float | None) -> ReviewReason | None:
         """Why a prediction needs a reviewer (None: it is accepted automatically)."""
         if unknown is not None and unknown > self.unknown_threshold:
-            return UNKNOWN_ITEM
+            return ReviewReason.UNKNOWN_ITEM
         if confidence < self.threshold(predicted_class):
-            return LOW_CONFIDENCE
+            return ReviewReason.LOW_CONFIDENCE
         return None
 
-    def reasons(self, classes: list[str], probs: torch.Tensor, unknown: torch.Tensor | None) -> list[str | None]:
+    def reasons(
+        self, classes: list[str], probs: torch.Tensor, unknown: torch.Tensor | None
+    ) -> list[ReviewReason | None]:
         """`reason` for every row of calibrated probabilities (and open-set scores)."""
         confidence, predicted = probs.max(dim=1)
         scores = unknown.tolist() if unknown is not None else [None] * len(probs)
@@ -218,5 +219,5 @@ def routing_figures(probs: torch.Tensor, raw_probs: torch.Tensor, labels: torch.
         "ece_uncalibrated": expected_calibration_error(raw_probs, labels),
         "auto_accept_rate": float(accepted.float().mean()) if len(labels) else 0.0,
         "auto_accept_precision": float(correct[accepted].float().mean()) if accepted.any() else None,
-        "review_reasons": {reason: reasons.count(reason) for reason in (LOW_CONFIDENCE, UNKNOWN_ITEM)},
+        "review_reasons": {reason.value: reasons.count(reason) for reason in ReviewReason},
     }

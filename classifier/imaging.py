@@ -1,4 +1,4 @@
-"""Opening untrusted photos: one function turns bytes into an 8-bit RGB picture or a typed refusal.
+"""Opening untrusted photos: one function turns bytes into an 8-bit RGB picture or a Rejection.
 
 Policy (see README: Accepted photos):
 - Formats are recognised by their magic bytes, never by the file name: JPEG, PNG and WebP
@@ -52,13 +52,25 @@ class FailureReason(models.TextChoices):
     WORKER_CRASHED = "worker_crashed", "Crashed the worker repeatedly"
 
 
-class ImageRejected(Exception):
-    """A photo that cannot be classified, with a reason code from FailureReason."""
+class Rejection(Exception):
+    """A photo that cannot be classified: a reason code (a FailureReason value, or a code of the
+    caller's such as `storage_full`) and a sentence for people.
 
-    def __init__(self, reason: FailureReason, detail: str):
-        super().__init__(f"{reason.value}: {detail}")
-        self.reason = reason
+    The one name of a refused photo: raised where a photo is opened, and returned in its place
+    among a classifier's outcomes (`classifier.outcomes.Outcome`), so one bad photo never fails the
+    others of its batch. A refused photo of a batch run is stored as a `FailedImage` row.
+    """
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = str(reason)
         self.detail = detail
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rejection) and (self.reason, self.detail) == (other.reason, other.detail)
+
+    def __hash__(self) -> int:
+        return hash((self.reason, self.detail))
 
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
@@ -92,14 +104,14 @@ def read_bytes(source: str | os.PathLike | bytes, max_bytes: int) -> bytes:
         try:
             size = path.stat().st_size
             if size > max_bytes:
-                raise ImageRejected(FailureReason.TOO_LARGE_BYTES, f"{size} bytes, the limit is {max_bytes}")
+                raise Rejection(FailureReason.TOO_LARGE_BYTES, f"{size} bytes, the limit is {max_bytes}")
             data = path.read_bytes()
         except FileNotFoundError:
-            raise ImageRejected(FailureReason.FILE_MISSING, "the stored file is missing") from None
+            raise Rejection(FailureReason.FILE_MISSING, "the stored file is missing") from None
     if not data:
-        raise ImageRejected(FailureReason.EMPTY_FILE, "the file is empty")
+        raise Rejection(FailureReason.EMPTY_FILE, "the file is empty")
     if len(data) > max_bytes:
-        raise ImageRejected(FailureReason.TOO_LARGE_BYTES, f"{len(data)} bytes, the limit is {max_bytes}")
+        raise Rejection(FailureReason.TOO_LARGE_BYTES, f"{len(data)} bytes, the limit is {max_bytes}")
     return data
 
 
@@ -111,7 +123,7 @@ def open_image(
     min_side: int,
     draft_size: int | None = None,
 ) -> Image.Image:
-    """Decode a photo fully and return it as 8-bit RGB, upright; or raise ImageRejected.
+    """Decode a photo fully and return it as 8-bit RGB, upright; or raise Rejection.
 
     `draft_size` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding, as
     long as both sides stay at least that large: big camera photos decode several
@@ -120,7 +132,7 @@ def open_image(
     data = read_bytes(source, max_bytes)
     fmt = sniff_format(data[:16])
     if fmt is None:
-        raise ImageRejected(FailureReason.UNSUPPORTED_FORMAT, _describe_unsupported(data[:16]))
+        raise Rejection(FailureReason.UNSUPPORTED_FORMAT, _describe_unsupported(data[:16]))
     try:
         image = Image.open(io.BytesIO(data), formats=[fmt])
         check_size(image.size, max_pixels, min_side)
@@ -128,17 +140,17 @@ def open_image(
             image.draft("RGB", (draft_size, draft_size))
         image.seek(0)
         image.load()
-    except ImageRejected:
+    except Rejection:
         raise
     except Image.DecompressionBombError as exc:
         declared = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(declared[1]):,} pixels" if declared else "more pixels than Pillow opens"
-        raise ImageRejected(FailureReason.TOO_MANY_PIXELS, f"{size}, the limit is {max_pixels:,} pixels") from None
+        raise Rejection(FailureReason.TOO_MANY_PIXELS, f"{size}, the limit is {max_pixels:,} pixels") from None
     except UnidentifiedImageError:
-        raise ImageRejected(FailureReason.CORRUPT, f"the {fmt} data cannot be read") from None
+        raise Rejection(FailureReason.CORRUPT, f"the {fmt} data cannot be read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = FailureReason.TRUNCATED if "truncated" in str(exc).lower() else FailureReason.CORRUPT
-        raise ImageRejected(reason, f"{fmt}: {exc}") from None
+        raise Rejection(reason, f"{fmt}: {exc}") from None
     return to_rgb(image)
 
 
@@ -158,11 +170,9 @@ def open_photo(source: str | os.PathLike | bytes, draft_size: int | None = None)
 def check_size(size: tuple[int, int], max_pixels: int, min_side: int) -> None:
     width, height = size
     if width * height > max_pixels:
-        raise ImageRejected(
-            FailureReason.TOO_MANY_PIXELS, f"{width}x{height} pixels, the limit is {max_pixels:,} pixels"
-        )
+        raise Rejection(FailureReason.TOO_MANY_PIXELS, f"{width}x{height} pixels, the limit is {max_pixels:,} pixels")
     if min(width, height) < min_side:
-        raise ImageRejected(FailureReason.TOO_SMALL, f"{width}x{height} pixels, each side needs at least {min_side}")
+        raise Rejection(FailureReason.TOO_SMALL, f"{width}x{height} pixels, each side needs at least {min_side}")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -1,9 +1,9 @@
 """Serving: load a registered model once per process and classify photos in batches.
 
-Takes image files (paths or bytes) and returns plain results; never touches the ORM.
-Preprocessing comes from the model's own data config (timm), the network runs under
-eval() and torch.inference_mode(). Photos are decoded and preprocessed in a thread pool:
-one by one with PIL, or a chunk at a time as tensors (nvjpeg on a GPU: `tensor_decode`).
+Takes photo files (paths or bytes) and returns plain outcomes (`classifier.outcomes`); never
+touches the ORM. Preprocessing comes from the model's own data config (timm), the network runs
+under eval() and torch.inference_mode(). Photos are decoded ahead of the forward passes in a
+thread pool (`decoding`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from django.conf import settings
+from prometheus_client import Gauge
 
-from . import artifacts, backbones, calibration, imaging, metrics, registry, runtimes, tensor_decode
-from .imaging import FailureReason, ImageRejected
+from . import artifacts, backbones, calibration, registry, runtimes
+from .decoding import Decoded, Decoding, PhotoDecoder, Source
+from .outcomes import Classification, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 # 40 img/s and 1.9 GB); a GPU wants large ones.
 AUTO_FORWARD_BATCH = {"cpu": 16, "cuda": 128}
 
+# "livemax": with several processes, 1 as soon as one live process holds a model.
+MODEL_LOADED = Gauge("model_loaded", "1 when a model is loaded in a serving process", multiprocess_mode="livemax")
+
 
 class ModelUnavailable(Exception):
     """No model can be loaded: the registry has none and no local copy exists, or it is damaged."""
@@ -37,33 +41,6 @@ class ModelUnavailable(Exception):
 
 class InferenceError(Exception):
     """The forward pass itself failed (not one photo's fault)."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """A photo's class with its calibrated confidence, and why it needs a reviewer (None: it
-    is accepted automatically; else `low_confidence` or `unknown_item`)."""
-
-    predicted_class: str
-    confidence: float
-    probabilities: dict[str, float]
-    review_reason: str | None = None
-
-    @property
-    def auto_accepted(self) -> bool:
-        return self.review_reason is None
-
-    def top(self, k: int = 3) -> list[tuple[str, float]]:
-        return sorted(self.probabilities.items(), key=lambda item: -item[1])[:k]
-
-
-@dataclass(frozen=True)
-class Rejection:
-    reason: str
-    detail: str
-
-
-Outcome = Prediction | Rejection
 
 
 @dataclass
@@ -82,9 +59,7 @@ class Classifier:
 
     def __post_init__(self) -> None:
         self.classes = list(self.config["classes"])
-        prep = self.config["preprocessing"]
-        self.transform = backbones.serving_transform(prep)
-        self.draft_size = backbones.draft_size(prep)
+        self.photos = PhotoDecoder(self.config["preprocessing"], self.device, self.decoder)
         self.routing = calibration.RoutingPolicy.from_config(
             self.config, default_threshold=settings.REVIEW_CONFIDENCE_THRESHOLD, runtime=self.runtime
         )
@@ -98,46 +73,36 @@ class Classifier:
     def demo(self) -> bool:
         return bool(self.config.get("demo"))
 
-    def load_tensor(self, source: str | os.PathLike | bytes) -> torch.Tensor:
-        """Decode and preprocess one photo into a uint8 tensor (normalised per batch in
-        `logits`); raises ImageRejected."""
-        return self.transform(imaging.open_photo(source, draft_size=self.draft_size))
-
-    def classify_files(self, sources: list[str | os.PathLike | bytes]) -> list[Outcome]:
-        """One outcome per source, in order: a Prediction, or a Rejection for a bad photo."""
+    def classify_files(self, sources: list[Source]) -> list[Outcome]:
+        """One outcome per source, in order: a Classification, or the photo's Rejection."""
         return self.classify_decoding(self.start_decoding(sources))
 
-    def start_decoding(self, sources: list[str | os.PathLike | bytes]) -> list[Future]:
-        """Queue the photos for decoding in the thread pool; returns one future per photo."""
-        pool = _decoder_pool()
-        if self.decoder == "torchvision":
-            futures = [Future() for _ in sources]
-            pool.submit(self._decode_chunk, list(sources), futures)
-            return futures
-        return [pool.submit(self._try_load, source) for source in sources]
+    def start_decoding(self, sources: list[Source]) -> Decoding:
+        """Queue the photos for decoding in the thread pool (see classify_decoding)."""
+        return self.photos.start(sources)
 
-    def classify_decoding(self, decoding: list[Future]) -> list[Outcome]:
+    def classify_decoding(self, decoding: Decoding) -> list[Outcome]:
         """Outcomes of photos being decoded, in order. The forward passes start once the whole
         chunk is decoded: decoder threads running beside ONNX Runtime's threads on the same cores
         slow both down (docs/performance.md); the batch path decodes the next chunk while this
         one's results are written instead."""
-        decoded = [future.result() for future in decoding]
+        decoded = decoding.results()
         tensors = [item for item in decoded if isinstance(item, torch.Tensor)]
-        predictions = iter(self.classify_tensors(tensors))
-        return [next(predictions) if isinstance(item, torch.Tensor) else item for item in decoded]
+        classifications = iter(self.classify_tensors(tensors))
+        return [next(classifications) if isinstance(item, torch.Tensor) else item for item in decoded]
 
-    def decode_many(self, sources: list[str | os.PathLike | bytes]) -> list[torch.Tensor | Rejection]:
+    def decode_many(self, sources: list[Source]) -> list[Decoded]:
         """Preprocessed tensors (or Rejections), decoded in the thread pool, in order."""
-        return [future.result() for future in self.start_decoding(sources)]
+        return self.photos.decode_many(sources)
 
     @property
     def forward_batch(self) -> int:
         return settings.INFERENCE_BATCH or AUTO_FORWARD_BATCH.get(self.device.type, 16)
 
-    def classify_tensors(self, tensors: list[torch.Tensor]) -> list[Prediction]:
-        results: list[Prediction] = []
+    def classify_tensors(self, tensors: list[torch.Tensor]) -> list[Classification]:
+        results: list[Classification] = []
         for logits in self.logits(tensors):
-            results.extend(self.predictions(logits))
+            results.extend(self.classifications(logits))
         return results
 
     def logits(self, tensors: list[torch.Tensor]):
@@ -161,14 +126,14 @@ class Classifier:
             return probs / probs.sum(dim=1, keepdim=True).clamp_min(1e-12)
         return self.routing.calibrate(logits)
 
-    def predictions(self, logits: torch.Tensor) -> list[Prediction]:
-        """Predictions with their routing decision from raw outputs."""
+    def classifications(self, logits: torch.Tensor) -> list[Classification]:
+        """Classifications with their routing decision from raw outputs."""
         probs = self.calibrated(logits)
         unknown = self.routing.unknown(logits) if self.config["head"] != "imagenet_mapping" else None
         reasons = self.routing.reasons(self.classes, probs, unknown)
         confidences, indices = probs.max(dim=1)
         return [
-            Prediction(
+            Classification(
                 predicted_class=self.classes[index],
                 confidence=round(confidence, 6),
                 probabilities={name: round(p, 6) for name, p in zip(self.classes, row)},
@@ -177,26 +142,29 @@ class Classifier:
             for index, confidence, row, reason in zip(indices.tolist(), confidences.tolist(), probs.tolist(), reasons)
         ]
 
-    def _try_load(self, source: str | os.PathLike | bytes) -> torch.Tensor | Rejection:
-        try:
-            return self.load_tensor(source)
-        except ImageRejected as exc:
-            return Rejection(exc.reason.value, exc.detail)
-        except Exception as exc:  # a decoder bug on one photo must not fail its chunk-mates
-            logger.exception("unexpected error decoding a photo")
-            return Rejection(FailureReason.CORRUPT.value, f"{type(exc).__name__}: {exc}")
+    def synchronise(self) -> None:
+        """Wait for the work queued on the device (GPU decoding and forward passes are asynchronous)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
 
-    def _decode_chunk(self, sources: list, futures: list[Future]) -> None:
-        limits = tensor_decode.Limits(settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS, settings.MIN_IMAGE_SIDE)
-        try:
-            items = tensor_decode.decode_chunk(
-                sources, self.config["preprocessing"], self.device, limits, fallback=self._try_load
-            )
-        except Exception:  # e.g. the device out of memory: the chunk still gets decoded
-            logger.exception("decoding a chunk as tensors failed; decoding it photo by photo")
-            items = [self._try_load(source) for source in sources]
-        for future, item in zip(futures, items):
-            future.set_result(item)
+    def describe(self) -> dict:
+        """The serving configuration, as benchmarks and reports print it."""
+        if self.runtime == runtimes.ONNX_INT8:
+            runtime = f"{runtimes.onnxruntime_version()} int8 (static QDQ)"
+        else:
+            runtime = "pytorch eager fp32" if self.device.type == "cpu" else "pytorch eager bf16 channels_last"
+        gpu = {"gpu": torch.cuda.get_device_name(self.device)} if self.device.type == "cuda" else {}
+        return {
+            "arch": self.config["arch"],
+            "input_size": self.config["preprocessing"]["input_size"],
+            "model_version": self.version,
+            "runtime": runtime,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "decoder": self.decoder,
+            **gpu,
+            "forward_batch": self.forward_batch,
+        }
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -209,7 +177,6 @@ class Classifier:
 _lock = threading.Lock()
 _classifiers: dict[tuple[str, str, str, str], Classifier] = {}  # (model name, version, runtime, decode setting)
 _production: dict[tuple[str, str], tuple[str, str, float]] = {}  # (name, alias) -> (version, source, checked at)
-_pool: ThreadPoolExecutor | None = None
 PRODUCTION_RECHECK_SECONDS = 60
 
 
@@ -228,7 +195,7 @@ def get_classifier(version: str | None = None) -> Classifier:
         if key not in _classifiers:
             _classifiers.clear()  # keep one model in memory
             _classifiers[key] = load_model_dir(_local_copy(version), version, source)
-            metrics.MODEL_LOADED.set(1)
+            MODEL_LOADED.set(1)
         classifier = _classifiers[key]
         classifier.source = source
         return classifier
@@ -253,6 +220,11 @@ def loaded_state() -> dict:
         "runtime": classifier.runtime,
         "decoder": classifier.decoder,
     }
+
+
+def refresh_model_gauge() -> None:
+    """Set `model_loaded` from what this process holds (never loads a model)."""
+    MODEL_LOADED.set(1 if _classifiers else 0)
 
 
 def forget_loaded() -> None:
@@ -358,10 +330,3 @@ def _configure_threads() -> None:
     threads = settings.INFERENCE_THREADS or os.cpu_count() or 1
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-
-
-def _decoder_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=settings.INFERENCE_THREADS or os.cpu_count() or 1)
-    return _pool

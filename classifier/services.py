@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
 
 from .models import AliasChange
+
+if TYPE_CHECKING:  # training imports torch: only where a model is fitted
+    from .training import TrainConfig, TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,11 @@ class PromotionRefused(Exception):
 class Registered:
     version: str
     run_id: str
+
+
+@dataclass
+class Trained(Registered):
+    result: TrainResult
 
 
 # Accuracy is in the per-epoch history already.
@@ -59,16 +68,16 @@ def register_model(
     stored with the version for the CPU serving path (classifier.runtimes); `int8_routing`
     (held-out photos, fit function) refits the routing policy on that network's outputs.
     """
-    from . import artifacts, plots, registry, runtimes, training
+    from . import artifacts, datasets, int8, plots, registry, runtimes
 
     tags = {"arch": config["arch"], "head": config["head"], "demo": "true" if config.get("demo") else "false"}
     tags.update(extra_tags or {})
     with registry.TrainingRun(run_name) as run, tempfile.TemporaryDirectory() as tmp:
         if manifest:
-            digest = training.manifest_digest(manifest)
+            digest = datasets.manifest_digest(manifest)
             params = {**params, "dataset_manifest_sha256": digest}
             tags["dataset_manifest_sha256"] = digest
-            run.log_text(training.manifest_csv(manifest), "dataset_manifest.csv")
+            run.log_text(datasets.manifest_csv(manifest), "dataset_manifest.csv")
         run.log_params(params)
         for record in history:
             run.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=record["epoch"])
@@ -80,13 +89,65 @@ def register_model(
             run.log_image(picture, f"confusion_matrix_{name}.png")
         run.set_tags(tags)
         if int8_photos:
-            entry = runtimes.build_int8(model, config, int8_photos, Path(tmp) / "model", int8_routing)
+            entry = int8.build_int8(model, config, int8_photos, Path(tmp) / "model", int8_routing)
             if entry:
                 config = {**config, "runtimes": {runtimes.ONNX_INT8: entry}}
         saved = artifacts.save_model_dir(model, config, Path(tmp) / "model")
         run.log_json(saved, "serving_config.json")
         version = run.register(Path(tmp) / "model", tags)
     return Registered(version=version, run_id=run.run_id)
+
+
+def train_and_register(
+    data_dir: Path,
+    cfg: TrainConfig,
+    *,
+    run_name: str,
+    actor: str,
+    action: str,
+    aliases: Iterable[str] = (STAGING,),
+    extra_samples: list[tuple[Path, int]] = (),
+    extra_params: dict | None = None,
+    eval_dir: Path | None = None,
+    build_int8: bool = True,
+    progress: Callable[[dict], None] = lambda event: None,
+) -> Trained:
+    """Train on an ImageFolder with the recipe `cfg`, register the result as a new version
+    with what it was trained on and how it scored, and point `aliases` at it.
+
+    `extra_samples` ((photo, class index), e.g. reviewers' decisions) are trained on, never held out;
+    `extra_params` are logged beside the recipe. `eval_dir` is scored after every epoch, never trained on.
+    """
+    from . import training
+
+    result = training.train(data_dir, cfg, progress, extra_samples=extra_samples, eval_dir=eval_dir)
+    if build_int8:
+        progress({"stage": "int8", "photos": len(result.int8_photos)})
+    params = {
+        **asdict(cfg),
+        "data": str(data_dir),
+        **(extra_params or {}),
+        "n_train": result.n_train,
+        "n_holdout": result.n_holdout,
+        "classes": ",".join(result.config["classes"]),
+        "train_seconds": round(result.seconds, 1),
+    }
+    reports = {"holdout": result.holdout_report, "val": result.eval_report}
+    registered = register_model(
+        result.model,
+        result.config,
+        run_name=run_name,
+        params=params,
+        history=result.history,
+        reports={name: report for name, report in reports.items() if report},
+        manifest=result.manifest,
+        extra_tags={"holdout_accuracy": str(result.history[-1]["holdout_accuracy"])},
+        int8_photos=result.int8_photos if build_int8 else None,
+        int8_routing=training.int8_routing(result, cfg),
+    )
+    for alias in aliases:
+        move_alias(alias, registered.version, action, actor)
+    return Trained(version=registered.version, run_id=registered.run_id, result=result)
 
 
 def move_alias(
@@ -135,7 +196,8 @@ def promote(version: str | None, actor: str, *, data_dir: Path | None = None, fo
     """Point production at a version (default: staging) after scoring it against production on
     the same labelled folder; a worse candidate is refused unless forced. Without a folder to
     score on, only a forced promotion (or the very first one) goes through."""
-    from . import inference, registry, training
+    from . import inference, registry
+    from .evaluation import evaluate
 
     version = version or registry.alias_version(STAGING)
     if version is None:
@@ -145,10 +207,10 @@ def promote(version: str | None, actor: str, *, data_dir: Path | None = None, fo
         raise PromotionRefused(f"version {version} is already in production")
     evaluation: dict = {}
     if data_dir is not None:
-        candidate = training.evaluate(inference.get_classifier(version), data_dir)
+        candidate = evaluate(inference.get_classifier(version), data_dir)
         evaluation = {"data": str(data_dir), "candidate": evaluation_summary(candidate), "problems": []}
         if current is not None:
-            baseline = training.evaluate(inference.get_classifier(current), data_dir)
+            baseline = evaluate(inference.get_classifier(current), data_dir)
             evaluation["production"] = evaluation_summary(baseline)
             evaluation["problems"] = compare_reports(candidate, baseline)
     elif current is not None:

@@ -24,7 +24,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from .imaging import ImageRejected, check_size, read_bytes, sniff_format
+from .imaging import Rejection, check_size, read_bytes, sniff_format
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Limits:
 
 
 def plain_jpeg(data: bytes, limits: Limits) -> bool:
-    """Whether the batched decoder may take this file. Raises ImageRejected for a picture the
+    """Whether the batched decoder may take this file. Raises Rejection for a picture the
     size limits refuse (the same reasons as the PIL path, found from the header alone)."""
     if sniff_format(data[:16]) != "JPEG" or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         return False
@@ -55,7 +55,7 @@ def plain_jpeg(data: bytes, limits: Limits) -> bool:
         with Image.open(io.BytesIO(data), formats=["JPEG"]) as header:
             check_size(header.size, limits.max_pixels, limits.min_side)
             return header.mode == "RGB" and header.getexif().get(_EXIF_ORIENTATION, 1) == 1
-    except ImageRejected:
+    except Rejection:
         raise
     except Exception:  # an unreadable header: the PIL path names the problem
         return False
@@ -79,7 +79,7 @@ def decode_chunk(
             if plain_jpeg(data, limits):
                 plain.append((index, data))
                 continue
-        except ImageRejected:
+        except Rejection:
             pass  # the PIL path refuses it again and names the reason
     for start in range(0, len(plain), DECODE_GROUP):
         group = plain[start : start + DECODE_GROUP]

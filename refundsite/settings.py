@@ -29,27 +29,25 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}")
 
 
-def env_int(name: str, default: int, minimum: int | None = None) -> int:
+def _env_number(name: str, default, convert, kind: str):
     value = os.environ.get(name)
     if value is None or value == "":
         return default
     try:
-        number = int(value)
+        return convert(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+        raise ImproperlyConfigured(f"{name} must be {kind}, got {value!r}") from None
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    number = _env_number(name, default, int, "an integer")
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
     return number
 
 
 def env_float(name: str, default: float, minimum: float, maximum: float) -> float:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    number = _env_number(name, default, float, "a number")
     if not minimum <= number <= maximum:
         raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {number}")
     return number
@@ -112,9 +110,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_q",
     "django_prometheus",
-    "classifier",
-    "batches",
+    # The apps build on one another: classifier <- batches <- reviews (docs/architecture.md). reviews
+    # comes first because its `train` command extends the classifier's (the first app's command wins).
     "reviews",
+    "batches",
+    "classifier",
+    "bench",
 ]
 
 MIDDLEWARE = [

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from batches import api as batches_api
 from batches.metrics import metrics_view
+from batches.predict import PredictView
 from classifier import views as classifier_views
 
 admin.site.site_header = "Refund item classifier"
@@ -16,7 +17,7 @@ router = DefaultRouter()
 router.register("runs", batches_api.BatchRunViewSet, basename="run")
 
 urlpatterns = [
-    path("predict", classifier_views.PredictView.as_view(), name="predict"),
+    path("predict", PredictView.as_view(), name="predict"),
     path("health", classifier_views.health, name="health"),
     path("metrics", metrics_view, name="metrics"),
     path("api/", include(router.urls)),

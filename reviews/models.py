@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from classifier.outcomes import ReviewReason
+
 
 class ReviewItemQuerySet(models.QuerySet):
     def pending(self) -> ReviewItemQuerySet:
@@ -24,12 +26,8 @@ class ReviewItem(models.Model):
         CONFIRMED = "confirmed", "Confirmed"
         CORRECTED = "corrected", "Corrected"
 
-    class Reason(models.TextChoices):
-        LOW_CONFIDENCE = "low_confidence", "Low confidence"
-        UNKNOWN_ITEM = "unknown_item", "Unknown item (none of our classes?)"
-
     prediction = models.OneToOneField("batches.Prediction", on_delete=models.CASCADE, related_name="review")
-    reason = models.CharField(max_length=20, choices=Reason.choices, default=Reason.LOW_CONFIDENCE)
+    reason = models.CharField(max_length=20, choices=ReviewReason.choices, default=ReviewReason.LOW_CONFIDENCE)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
     final_class = models.CharField(max_length=100, blank=True)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

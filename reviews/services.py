@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import NamedTuple
+
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+
+from batches.storage import media_path
 
 from .models import ReviewItem
 
@@ -21,10 +26,6 @@ def queue_for_review(predictions: QuerySet) -> None:
         [ReviewItem(prediction_id=pk, reason=reason) for pk, reason in doubtful],
         ignore_conflicts=True,
     )
-
-
-def pending_count(predictions: QuerySet) -> int:
-    return ReviewItem.objects.pending().filter(prediction__in=predictions).count()
 
 
 def record_correction(item: ReviewItem, final_class: str, reviewer) -> ReviewItem:
@@ -58,14 +59,18 @@ def confirm_predictions(items: QuerySet, reviewer) -> int:
     return confirmed
 
 
-def training_labels() -> QuerySet:
-    """Decided review items with the photo and its final class: training data for the next model."""
-    return ReviewItem.objects.decided().select_related("prediction__image")
+class ReviewedPhoto(NamedTuple):
+    image_id: int
+    path: Path  # the stored photo
+    final_class: str
 
 
-def reviewed_photos() -> list[tuple]:
-    """Every reviewed photo once, with the final class of its latest decision: (Image, class)."""
+def reviewed_photos() -> list[ReviewedPhoto]:
+    """Every reviewed photo once, with the final class of its latest decision: training data for
+    the next model (`train --include-reviews`, `export_reviews`)."""
     latest = {}
-    for item in training_labels().order_by("reviewed_at", "id"):
-        latest[item.prediction.image_id] = (item.prediction.image, item.final_class)
+    decided = ReviewItem.objects.decided().select_related("prediction__image").order_by("reviewed_at", "id")
+    for item in decided:
+        image = item.prediction.image
+        latest[image.pk] = ReviewedPhoto(image.pk, media_path(image.file.name), item.final_class)
     return list(latest.values())

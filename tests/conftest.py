@@ -27,6 +27,17 @@ def postgres_only():
         pytest.exit(f"the suite runs on PostgreSQL (DATABASE_URL); got {engine}", returncode=2)
 
 
+@pytest.fixture(autouse=True)
+def no_model_loaded():
+    """Every test starts with no model loaded in this process and no alias answer remembered, as a
+    fresh process does, and leaves none behind."""
+    from classifier import inference
+
+    inference.forget_loaded()
+    yield
+    inference.forget_loaded()
+
+
 @pytest.fixture(scope="session")
 def trained_model():
     """(version, classes) of a real model in production for this test session."""

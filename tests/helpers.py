@@ -11,10 +11,47 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.test import TestCase, override_settings
 from PIL import Image as PILImage
+
+from classifier.imaging import FailureReason
 
 DATASET = Path(os.environ.get("REFUND_ITEMS_DIR", settings.SHARED_DATASETS / "refund-items"))
 BAD_INPUTS = Path(os.environ.get("BAD_INPUTS_DIR", settings.SHARED_DATASETS / "bad-inputs"))
+
+# What becomes of each hostile file of bad-inputs/ (its README): accepted, or refused with a reason.
+ACCEPTED = [
+    "valid_control.jpg",
+    "png_with_jpg_extension.jpg",
+    "cmyk.jpg",
+    "gray16.png",
+    "rgb16.png",
+    "grayscale.jpg",
+    "rgba_transparent_background.png",
+    "image.webp",
+    "exif_orientation_6.jpg",
+    "jpeg_with_trailing_html.jpg",
+    "photo with spaces.jpg",
+    "ünïcödé-商品-📷.jpg",
+    "-leading-dash.jpg",
+    "double.extension.php.jpg",
+    "UPPERCASE.JPG",
+    "no_extension",
+    "..%2F..%2Fetc%2Fpasswd.jpg",
+]
+REJECTED = {
+    "truncated.jpg": FailureReason.TRUNCATED,
+    "zero_bytes.jpg": FailureReason.EMPTY_FILE,
+    "text_file.jpg": FailureReason.UNSUPPORTED_FORMAT,
+    "animated.gif": FailureReason.UNSUPPORTED_FORMAT,
+    "one_pixel.png": FailureReason.TOO_SMALL,
+    "extreme_aspect_4000x2.png": FailureReason.TOO_SMALL,
+    "decompression_bomb_30000x30000.png": FailureReason.TOO_MANY_PIXELS,
+    "jpeg_header_65000x65000.jpg": FailureReason.TOO_MANY_PIXELS,
+    "svg_as_jpg.jpg": FailureReason.UNSUPPORTED_FORMAT,
+    "html_as_jpg.jpg": FailureReason.UNSUPPORTED_FORMAT,
+    "image.svg": FailureReason.UNSUPPORTED_FORMAT,
+}
 
 
 def require_dataset() -> None:
@@ -44,8 +81,29 @@ def make_user(username: str, *groups: str, staff: bool = False, password: str = 
 
 
 def register_file(path: Path, source: str = "inbox"):
-    from batches import services
+    from batches import ingest
 
     with open(path, "rb") as stream:
-        image, _ = services.register_image(stream, path.name, source)
+        image, _ = ingest.register_image(stream, path.name, source)
     return image
+
+
+def small_folder(tmp_path, split="val", classes=("jeans", "sunglasses", "watches"), per_class=6):
+    """An ImageFolder of links to a few development photos (the photos themselves stay where they are)."""
+    require_dataset()
+    for name in classes:
+        (tmp_path / name).mkdir(parents=True)
+        for path in sorted((DATASET / split / name).glob("*.jpg"))[:per_class]:
+            os.symlink(path, tmp_path / name / path.name)
+    return tmp_path
+
+
+class IsolatedRegistry(TestCase):
+    """Each test gets its own registered model name, so aliases never leak between tests."""
+
+    @pytest.fixture(autouse=True)
+    def _isolate(self, request, tmp_path):
+        self.tmp_path = tmp_path
+        name = f"test-{request.node.name}".replace("_", "-")[:60]
+        with override_settings(MODEL_NAME=name, MODEL_CACHE_DIR=tmp_path / "cache"):
+            yield

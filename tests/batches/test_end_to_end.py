@@ -15,8 +15,7 @@ from django_q.tasks import async_task, result
 from batches import exports
 from batches.models import BatchRun, FailedImage, Image, Prediction
 from reviews.models import ReviewItem
-from tests.classifier.test_imaging import ACCEPTED, REJECTED
-from tests.helpers import BAD_INPUTS, dev_photos
+from tests.helpers import ACCEPTED, BAD_INPUTS, REJECTED, dev_photos
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

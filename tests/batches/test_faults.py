@@ -46,7 +46,7 @@ def wait_until_finished(run: BatchRun, clusters: list[QCluster], timeout: float)
             return run
         time.sleep(0.5)
     logs = "\n---\n".join(cluster.log_tail() for cluster in clusters)
-    raise AssertionError(f"run {run.pk} still {run.status} after {timeout} s: {services.run_counts(run)}\n{logs}")
+    raise AssertionError(f"run {run.pk} still {run.status} after {timeout} s: {run.counts()}\n{logs}")
 
 
 def outcomes(run: BatchRun) -> dict:
@@ -92,10 +92,9 @@ def test_twenty_sigkills_of_the_worker_and_one_of_the_parent_lose_and_duplicate_
     seed = int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(10**6))
     rng = random.Random(seed)
     images = register(2000)
-    run = services.start_batch_run(BatchRun.Trigger.SCHEDULE, images)
+    run = services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE, images)
     started = time.monotonic()
     env = {"BATCH_LEASE_SECONDS": "10", "BATCH_TASK_SECONDS": "2", "BATCH_CHUNK_SIZE": "32"}
-    services.enqueue_batch_run(run)
     cluster = clusters(**env)
     kills = 0
     while kills < 20:
@@ -127,9 +126,8 @@ def test_twenty_sigkills_of_the_worker_and_one_of_the_parent_lose_and_duplicate_
 def test_a_photo_that_kills_its_worker_fails_alone_and_its_chunk_mates_succeed(clusters):
     images = register(40)
     poison = images[5]
-    run = services.start_batch_run(BatchRun.Trigger.SCHEDULE, images)
+    run = services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE, images)
     started = time.monotonic()
-    services.enqueue_batch_run(run)
     cluster = clusters(
         BATCH_LEASE_SECONDS="10", BATCH_TASK_SECONDS="2", BATCH_CHUNK_SIZE="16", POISON_PHOTO=poison.sha256
     )
@@ -140,16 +138,14 @@ def test_a_photo_that_kills_its_worker_fails_alone_and_its_chunk_mates_succeed(c
     assert (failure.image_id, failure.reason) == (poison.pk, "worker_crashed")
     assert figures["predicted"] == 39 and figures["lost"] == 0 and figures["duplicated"] == 0
     assert run.status == BatchRun.Status.COMPLETED_WITH_FAILURES
-    assert "worker_crashed" in services.failure_counts(run)
+    assert "worker_crashed" in run.failure_counts()
 
 
 def test_two_clusters_and_two_runs_over_the_same_photos_infer_each_photo_once(clusters):
     images = register(300)
     env = {"BATCH_TASK_SECONDS": "2", "BATCH_CHUNK_SIZE": "16"}
-    nightly = services.start_batch_run(BatchRun.Trigger.SCHEDULE, images)
-    button = services.start_batch_run(BatchRun.Trigger.BUTTON, images)
-    services.enqueue_batch_run(nightly)
-    services.enqueue_batch_run(button)
+    nightly = services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE, images)
+    button = services.start_and_enqueue_run(BatchRun.Trigger.BUTTON, images)
     first, second = clusters(**env), clusters(**env)
     for run in (nightly, button):
         wait_until_finished(run, [first, second], timeout=300)
@@ -163,8 +159,7 @@ def test_two_clusters_and_two_runs_over_the_same_photos_infer_each_photo_once(cl
     shares = [list(written_by).count(run.pk) for run in (nightly, button)]
     print(f"\ntwo clusters: the nightly run wrote {shares[0]} predictions, the button run {shares[1]}")
     # A rerun after completion has nothing to do: no inference at all.
-    rerun = services.start_batch_run(BatchRun.Trigger.BUTTON, images)
-    services.enqueue_batch_run(rerun)
+    rerun = services.start_and_enqueue_run(BatchRun.Trigger.BUTTON, images)
     rerun = wait_until_finished(rerun, [first, second], timeout=60)
     assert rerun.total == 300 and rerun.is_finished and not Prediction.objects.filter(batch_run=rerun).exists()
     assert connection.vendor == "postgresql"
@@ -178,7 +173,7 @@ def postgres(action: str, mode: str = "fast") -> None:
 
 
 def wait_for_postgres(timeout: float = 60) -> None:
-    from batches.services import wait_for_database
+    from batches.engine import wait_for_database
 
     assert wait_for_database(timeout), "PostgreSQL did not come back"
 
@@ -186,8 +181,7 @@ def wait_for_postgres(timeout: float = 60) -> None:
 def test_postgres_stopped_and_started_three_times_during_a_run(clusters):
     images = register(1500)
     env = {"BATCH_LEASE_SECONDS": "10", "BATCH_TASK_SECONDS": "8", "BATCH_CHUNK_SIZE": "16"}
-    run = services.start_batch_run(BatchRun.Trigger.SCHEDULE, images)
-    services.enqueue_batch_run(run)
+    run = services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE, images)
     started = time.monotonic()
     cluster = clusters(**env)
     during_the_run = 0
@@ -218,8 +212,7 @@ def test_postgres_stopped_and_started_three_times_during_a_run(clusters):
 
 def test_a_cluster_started_while_postgres_is_down_begins_once_it_is_up(clusters):
     images = register(100)
-    run = services.start_batch_run(BatchRun.Trigger.SCHEDULE, images)
-    services.enqueue_batch_run(run)
+    run = services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE, images)
     connection.close()
     postgres("stop")
     try:
@@ -236,7 +229,7 @@ def test_a_cluster_started_while_postgres_is_down_begins_once_it_is_up(clusters)
     print(f"\ncluster started with PostgreSQL down: exit code {exit_code} after {gave_up_after} s")
     # It gives up with a failure code, for its supervisor, instead of hanging half-started.
     assert exit_code not in (None, 0), f"the cluster neither exited with a failure code nor ran:\n{cluster.log_tail()}"
-    assert services.run_counts(run)["pending"] == 100
+    assert run.counts()["pending"] == 100
     cluster = clusters(BATCH_TASK_SECONDS="8", BATCH_CHUNK_SIZE="16")  # what the supervisor does
     run = wait_until_finished(run, [cluster], timeout=180)
     assert outcomes(run)["lost"] == 0 and run.status == BatchRun.Status.COMPLETED
@@ -248,8 +241,7 @@ def test_with_the_registry_unreachable_a_cluster_serves_the_last_known_good_copy
     version, _ = trained_model
     registry.fetch_version(version)  # fetched once while the registry answered
     images = register(50)
-    run = services.start_batch_run(BatchRun.Trigger.SCHEDULE, images)
-    services.enqueue_batch_run(run)
+    run = services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE, images)
     cluster = clusters(MLFLOW_TRACKING_URI="sqlite:////nonexistent/registry/mlflow.db")
     run = wait_until_finished(run, [cluster], timeout=120)
     assert run.status == BatchRun.Status.COMPLETED and run.model_version == version
@@ -258,8 +250,7 @@ def test_with_the_registry_unreachable_a_cluster_serves_the_last_known_good_copy
 
 def test_with_no_registry_and_no_copy_a_run_fails_before_claiming_anything(clusters, tmp_path):
     images = register(50)
-    run = services.start_batch_run(BatchRun.Trigger.SCHEDULE, images)
-    services.enqueue_batch_run(run)
+    run = services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE, images)
     cluster = clusters(
         MLFLOW_TRACKING_URI="sqlite:////nonexistent/registry/mlflow.db", MODEL_CACHE_DIR=str(tmp_path / "empty")
     )

@@ -9,7 +9,6 @@ from django.test import Client
 from PIL import Image as PILImage
 
 from batches.models import BatchRun, Image
-from classifier import inference
 from tests.helpers import BAD_INPUTS, dev_photos, make_user
 
 pytestmark = pytest.mark.django_db
@@ -17,7 +16,6 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def operator(trained_model):
-    inference.forget_loaded()
     client = Client()
     client.force_login(make_user("operator", "operators"))
     return client

@@ -3,7 +3,7 @@
 import pytest
 from django.test import override_settings
 
-from batches import services
+from batches import engine, services
 from batches.models import BatchRun, Prediction
 from classifier import inference, registry
 from classifier import services as model_services
@@ -21,12 +21,10 @@ def two_versions(trained_model):
     trained = inference.get_classifier(version)
     config = {key: value for key, value in trained.config.items() if key not in ("format", "weights_sha256")}
     with override_settings(MODEL_NAME="test-promises", REVIEW_CONFIDENCE_THRESHOLD=1.01):
-        inference.forget_loaded()
         first = model_services.register_model(trained.model, config, run_name="a", params={}, history=[]).version
         second = model_services.register_model(trained.model, config, run_name="b", params={}, history=[]).version
         registry.set_alias("production", first)
         yield first, second
-    inference.forget_loaded()
 
 
 def test_a_run_keeps_the_version_it_pinned_when_production_moves(two_versions):
@@ -36,13 +34,13 @@ def test_a_run_keeps_the_version_it_pinned_when_production_moves(two_versions):
     run = services.start_batch_run(BatchRun.Trigger.BUTTON)
     registry.set_alias("production", second)  # promoted while the run waits in the queue
     inference.forget_loaded()
-    services.process_run(run.pk)
+    engine.process_run(run.pk)
     run.refresh_from_db()
     assert run.status == "completed" and run.model_version == first
     assert set(Prediction.objects.values_list("model_version", flat=True)) == {first}
     # The next run is the new version's, over every photo again.
     later = services.start_batch_run(BatchRun.Trigger.BUTTON)
-    services.process_run(later.pk)
+    engine.process_run(later.pk)
     assert later.model_version == second and Prediction.objects.filter(model_version=second).count() == 6
 
 
@@ -50,7 +48,7 @@ def test_reviews_survive_reruns_and_new_versions_untouched(two_versions):
     first, second = two_versions
     for path, _ in dev_photos("val", per_class=2, classes=["tops", "tshirts"]):
         register_file(path)
-    services.process_run(services.start_batch_run(BatchRun.Trigger.BUTTON).pk)
+    engine.process_run(services.start_batch_run(BatchRun.Trigger.BUTTON).pk)
     reviewer = make_user("rita", "reviewers", staff=True)
     items = list(ReviewItem.objects.order_by("id"))
     assert len(items) == 4  # every prediction under the (unreachable) fallback threshold
@@ -58,10 +56,10 @@ def test_reviews_survive_reruns_and_new_versions_untouched(two_versions):
     review_services.record_correction(items[1], "tops", reviewer)
     before = list(ReviewItem.objects.order_by("id").values())
 
-    services.process_run(services.start_batch_run(BatchRun.Trigger.BUTTON).pk)  # a rerun: nothing to do
+    engine.process_run(services.start_batch_run(BatchRun.Trigger.BUTTON).pk)  # a rerun: nothing to do
     registry.set_alias("production", second)
     inference.forget_loaded()
-    services.process_run(services.start_batch_run(BatchRun.Trigger.BUTTON).pk)  # a new version
+    engine.process_run(services.start_batch_run(BatchRun.Trigger.BUTTON).pk)  # a new version
 
     after = list(ReviewItem.objects.filter(prediction__model_version=first).order_by("id").values())
     assert after == before  # decisions, reviewers, times and pending items all as they were

@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from PIL import Image as PILImage
 
-from batches import services
+from batches import ingest
 from batches.models import Image
 from batches.storage import media_path
 from tests.helpers import BAD_INPUTS, dev_photos
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 def upload(path, name=None):
-    result = services.register_uploads([SimpleUploadedFile(name or path.name, path.read_bytes())], "upload")
+    result = ingest.register_uploads([SimpleUploadedFile(name or path.name, path.read_bytes())], "upload")
     assert not result.rejected, result.rejected
     return result.created[0]
 
@@ -70,14 +70,14 @@ def test_an_inbox_file_that_is_no_photo_is_kept_as_received_for_the_batch_to_ref
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "truncated.jpg").write_bytes((BAD_INPUTS / "truncated.jpg").read_bytes())
-    image = services.ingest_folder(inbox).created[0]
+    image = ingest.ingest_folder(inbox).created[0]
     assert stored_bytes(image) == (BAD_INPUTS / "truncated.jpg").read_bytes()
 
 
 def test_an_upload_that_is_no_photo_stores_nothing():
     received = (BAD_INPUTS / "truncated.jpg").read_bytes()[:-100]
-    result = services.register_uploads([SimpleUploadedFile("truncated.jpg", received)], "upload")
-    assert [reason for _, reason, _ in result.rejected] == ["truncated"]
+    result = ingest.register_uploads([SimpleUploadedFile("truncated.jpg", received)], "upload")
+    assert [(name, rejection.reason) for name, rejection in result.rejected] == [("truncated.jpg", "truncated")]
     assert not Image.objects.exists()
     sha = hashlib.sha256(received).hexdigest()
     assert not list(Path(settings.MEDIA_ROOT).glob(f"images/{sha[:2]}/{sha}.*"))
@@ -85,7 +85,7 @@ def test_an_upload_that_is_no_photo_stores_nothing():
 
 def test_the_same_photo_twice_is_one_image():
     path = dev_photos("val", per_class=1, classes=["tops"])[0][0]
-    first, second = (services.register_image(io.BytesIO(path.read_bytes()), path.name, "inbox") for _ in range(2))
+    first, second = (ingest.register_image(io.BytesIO(path.read_bytes()), path.name, "inbox") for _ in range(2))
     assert first[0] == second[0] and (first[1], second[1]) == (True, False)
 
 

@@ -6,9 +6,8 @@ import shutil
 
 import pytest
 
-from batches import services
+from batches import engine, services
 from batches.models import BatchRun
-from classifier import inference
 from reviews.models import ReviewItem
 from tests.helpers import BAD_INPUTS, dev_photos, make_user, register_file
 
@@ -45,7 +44,6 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server, trained_model):
-    inference.forget_loaded()
     context = browser.new_context(base_url=live_server.url, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
@@ -93,7 +91,7 @@ def test_the_progress_bar_follows_a_running_batch(page):
     page.wait_for_url(f"**/runs/{run.pk}/")
     assert page.inner_text("#progress-text").startswith("0 of 6 photos done")
     assert page.inner_text("#run-status") == "Running"
-    services.process_run(run.pk)  # a worker does the job while the page watches
+    engine.process_run(run.pk)  # a worker does the job while the page watches
     page.wait_for_function("document.getElementById('run-status').textContent.trim() === 'Completed'")
     page.wait_for_selector("#results tr.predicted")
     assert page.locator("#results tbody tr.predicted").count() == 6
@@ -105,7 +103,7 @@ def test_a_reviewer_corrects_a_doubtful_prediction_in_the_admin(page, settings):
     for path, _ in dev_photos("val", per_class=1, classes=["tops"]):
         register_file(path)
     run = services.start_batch_run(BatchRun.Trigger.COMMAND)
-    services.process_run(run.pk)
+    engine.process_run(run.pk)
     item = ReviewItem.objects.select_related("prediction").get()
     other = next(name for name in sorted(item.prediction.probabilities) if name != item.prediction.predicted_class)
     make_user("rita", "reviewers", staff=True, password=PASSWORD)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from classifier import calibration
-from classifier.calibration import LOW_CONFIDENCE, UNKNOWN_ITEM, RoutingPolicy
+from classifier.calibration import RoutingPolicy
+from classifier.outcomes import ReviewReason
 
 
 def overconfident(n=20000, classes=5, true_temperature=2.0, seed=0):
@@ -119,8 +120,9 @@ def test_routing_policy_gives_each_prediction_its_reason():
     }
     policy = RoutingPolicy.from_config(config, default_threshold=0.8)
     assert policy.reason("belts", 0.6, unknown=-5.0) is None
-    assert policy.reason("tops", 0.9, unknown=-5.0) == LOW_CONFIDENCE
-    assert policy.reason("belts", 0.99, unknown=-2.0) == UNKNOWN_ITEM  # unlike every class: never auto-accepted
+    assert policy.reason("tops", 0.9, unknown=-5.0) == ReviewReason.LOW_CONFIDENCE
+    # unlike every class: never auto-accepted
+    assert policy.reason("belts", 0.99, unknown=-2.0) == ReviewReason.UNKNOWN_ITEM
     assert policy.threshold("wallets") == 0.8  # no threshold of its own: the fallback
     probs = policy.calibrate(torch.tensor([[2.0, 0.0]]))
     assert probs[0, 0] == pytest.approx(1 / (1 + math.exp(-1.0)))
@@ -129,5 +131,5 @@ def test_routing_policy_gives_each_prediction_its_reason():
 def test_a_version_without_routing_uses_the_fallback_threshold_only():
     policy = RoutingPolicy.from_config({}, default_threshold=0.8)
     assert policy.temperature == 1.0 and policy.unknown(torch.zeros(1, 3)) is None
-    assert policy.reason("tops", 0.79, None) == LOW_CONFIDENCE
+    assert policy.reason("tops", 0.79, None) == ReviewReason.LOW_CONFIDENCE
     assert policy.reason("tops", 0.81, None) is None

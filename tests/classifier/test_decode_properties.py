@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from classifier.imaging import FailureReason, ImageRejected, open_image
+from classifier.imaging import FailureReason, Rejection, open_image
 from tests.helpers import dev_photos
 
 
@@ -59,7 +59,7 @@ def mutated_photos(draw) -> bytes:
 def test_decoding_a_mutated_photo_gives_a_picture_or_a_reasoned_refusal(data):
     try:
         picture = open_image(data, max_bytes=10**7, max_pixels=50_000_000, min_side=32)
-    except ImageRejected as exc:
+    except Rejection as exc:
         assert exc.reason in set(FailureReason)
         assert exc.detail
     else:

@@ -7,17 +7,10 @@ import pytest
 from django.test import Client, override_settings
 
 from classifier import inference, registry
-from classifier.imaging import FailureReason
+from classifier.imaging import FailureReason, Rejection
 from tests.helpers import BAD_INPUTS, dev_photos
 
 UNREACHABLE_REGISTRY = "http://127.0.0.1:9"  # nothing listens on the discard port
-
-
-@pytest.fixture(autouse=True)
-def fresh_process_state():
-    inference.forget_loaded()
-    yield
-    inference.forget_loaded()
 
 
 def test_it_classifies_photos_in_one_call_with_a_rejection_in_place(trained_model):
@@ -27,7 +20,7 @@ def test_it_classifies_photos_in_one_call_with_a_rejection_in_place(trained_mode
     outcomes = inference.get_classifier().classify_files(sources)
     assert len(outcomes) == len(sources)
     *predictions, rejection = outcomes
-    assert rejection == inference.Rejection(FailureReason.TRUNCATED.value, rejection.detail)
+    assert isinstance(rejection, Rejection) and rejection.reason == FailureReason.TRUNCATED
     for prediction in predictions:
         assert prediction.predicted_class in classes
         assert set(prediction.probabilities) == set(classes)

@@ -4,9 +4,9 @@ digest-checked with the version, chosen on the CPU, and giving the same answers 
 import pytest
 from django.test import override_settings
 
-from batches import services
+from batches import engine, services
 from batches.models import Prediction
-from classifier import inference, registry, runtimes, training
+from classifier import inference, int8, registry, training
 from classifier import services as model_services
 from tests.helpers import DATASET, dev_photos, register_file, require_dataset
 
@@ -45,9 +45,7 @@ def versions(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def model_name(versions):
     with override_settings(MODEL_NAME="test-runtimes", MODEL_CACHE_DIR=versions["root"] / "cache"):
-        inference.forget_loaded()
         yield
-    inference.forget_loaded()
 
 
 def val_photos():
@@ -59,16 +57,16 @@ def test_a_cpu_serves_the_int8_network_with_the_answers_of_pytorch(versions):
     assert served.runtime == "onnx-int8"
     entry = served.config["runtimes"]["onnx-int8"]
     assert entry["calibration_photos"] == versions["photos"] == 15 * 6  # the training side only
-    assert entry["top1_agreement_with_fp32"] >= runtimes.MIN_INT8_AGREEMENT
+    assert entry["top1_agreement_with_fp32"] >= int8.MIN_INT8_AGREEMENT
     photos = val_photos()
-    int8 = served.classify_files(photos)
+    by_int8 = served.classify_files(photos)
     with override_settings(INFERENCE_RUNTIME="torch"):
         reference = inference.get_classifier(versions["int8"])
         assert reference.runtime == "torch"
-        fp32 = reference.classify_files(photos)
-    same = sum(a.predicted_class == b.predicted_class for a, b in zip(int8, fp32))
+        by_fp32 = reference.classify_files(photos)
+    same = sum(a.predicted_class == b.predicted_class for a, b in zip(by_int8, by_fp32))
     assert same >= 0.9 * len(photos), f"int8 and fp32 agree on {same} of {len(photos)} photos"
-    assert max(abs(a.confidence - b.confidence) for a, b in zip(int8, fp32)) < 0.2
+    assert max(abs(a.confidence - b.confidence) for a, b in zip(by_int8, by_fp32)) < 0.2
 
 
 def test_the_int8_network_routes_with_a_policy_fitted_on_its_own_outputs(versions):
@@ -87,7 +85,7 @@ def test_a_batch_run_on_the_int8_network_writes_a_prediction_per_photo(versions)
         registry.set_alias("production", versions["int8"])
         images = [register_file(path) for path in val_photos()[:20]]
         run = services.start_batch_run("command", images)
-        while services.process_run(run.pk):
+        while engine.process_run(run.pk):
             pass
     run.refresh_from_db()
     assert run.status == "completed"
@@ -109,7 +107,6 @@ def test_a_tampered_int8_network_is_refused(versions):
 def test_a_version_without_an_int8_network_is_served_by_pytorch(versions):
     assert "runtimes" not in inference.get_classifier(versions["fp32"]).config
     assert inference.get_classifier(versions["fp32"]).runtime == "torch"
-    inference.forget_loaded()
     with override_settings(INFERENCE_RUNTIME="onnx-int8"):
         with pytest.raises(inference.ModelUnavailable, match="has no int8 ONNX network"):
             inference.get_classifier(versions["fp32"])

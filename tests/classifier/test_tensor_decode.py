@@ -11,15 +11,8 @@ from django.test import override_settings
 from PIL import Image as PILImage
 
 from classifier import backbones, inference, tensor_decode
-from classifier.imaging import FailureReason, ImageRejected, open_photo
+from classifier.imaging import FailureReason, Rejection, open_photo
 from tests.helpers import BAD_INPUTS, dev_photos
-
-
-@pytest.fixture(autouse=True)
-def fresh_process_state():
-    inference.forget_loaded()
-    yield
-    inference.forget_loaded()
 
 
 def limits() -> tensor_decode.Limits:
@@ -33,8 +26,8 @@ def pil_reference(prep: dict):
     def load(source):
         try:
             return transform(open_photo(source, draft_size=backbones.draft_size(prep)))
-        except ImageRejected as exc:
-            return exc.reason.value
+        except Rejection as exc:
+            return exc.reason
 
     return load
 

@@ -4,18 +4,15 @@ import io
 
 from django.test import Client, TestCase
 
+from batches import engine, ingest
 from batches.models import BatchRun, Image, Prediction
-from batches.storage import store_stream
 from reviews import services
 from reviews.models import ReviewItem
 from tests.helpers import jpeg_bytes, make_user
 
 
 def doubtful_prediction(name="item.jpg", predicted="tops", confidence=0.41) -> Prediction:
-    stored = store_stream(io.BytesIO(jpeg_bytes() + name.encode()), 10**7)
-    image = Image.objects.create(
-        sha256=stored.sha256, file=stored.name, original_name=name, source="upload", size_bytes=stored.size
-    )
+    image, _ = ingest.register_image(io.BytesIO(jpeg_bytes() + name.encode()), name, Image.Source.UPLOAD)
     run = BatchRun.objects.create(trigger="button", model_version="3")
     probabilities = {"tops": confidence, "tshirts": 0.35, "shirts": 1 - confidence - 0.35}
     prediction = Prediction.objects.create(
@@ -27,7 +24,7 @@ def doubtful_prediction(name="item.jpg", predicted="tops", confidence=0.41) -> P
         probabilities=probabilities,
         review_reason="low_confidence",
     )
-    services.queue_for_review(Prediction.objects.filter(pk=prediction.pk))
+    engine.queue_for_review(Prediction.objects.filter(pk=prediction.pk))
     return prediction
 
 
@@ -75,7 +72,9 @@ class ReviewAdminTests(TestCase):
             "/admin/reviews/reviewitem/", {"action": "confirm_selected", "_selected_action": [i.pk for i in items]}
         )
         assert set(ReviewItem.objects.values_list("status", flat=True)) == {"confirmed"}
-        assert services.training_labels().count() == 3
+        reviewed = services.reviewed_photos()
+        assert sorted(photo.image_id for photo in reviewed) == sorted(item.prediction.image_id for item in items)
+        assert {photo.final_class for photo in reviewed} == {"tops"}
 
     def test_staff_without_the_reviewer_role_cannot_review(self):
         item = doubtful_prediction().review

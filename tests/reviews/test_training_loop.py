@@ -12,8 +12,7 @@ from batches.models import Prediction
 from classifier import inference, registry
 from reviews import services
 from reviews.models import ReviewItem
-from tests.classifier.test_lifecycle import IsolatedRegistry, small_folder
-from tests.helpers import dev_photos, make_user, register_file
+from tests.helpers import IsolatedRegistry, dev_photos, make_user, register_file, small_folder
 
 
 def train(*args) -> str:
@@ -47,8 +46,7 @@ class ReviewLoopTests(IsolatedRegistry):
         # set out of reach here, sends every photo to review.
         with override_settings(REVIEW_CONFIDENCE_THRESHOLD=1.01):
             inference.forget_loaded()
-            run = batch_services.start_batch_run("button")
-            batch_services.process_run(run.pk)
+            batch_services.start_and_enqueue_run("button")  # django-q2 runs it inline under test
         assert Prediction.objects.filter(predicted_class="watches").count() >= 3
         reviewer = make_user("rita", "reviewers", staff=True)
         # The reviewer (deliberately, to make the effect visible) files them under sunglasses;

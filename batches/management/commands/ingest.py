@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from batches import services
+from batches import ingest
 
 
 class Command(BaseCommand):
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         if not folder.is_dir():
             raise CommandError(f"{folder} is not a directory")
         with tqdm(desc="ingest", unit="file", dynamic_ncols=True, file=sys.stderr) as bar:
-            result = services.ingest_folder(folder, on_file=lambda path, outcome: bar.update(1))
+            result = ingest.ingest_folder(folder, on_file=lambda path, outcome: bar.update(1))
         self.stdout.write(
             f"{len(result.created)} new, {len(result.existing)} already registered, {len(result.rejected)} refused"
         )
@@ -32,5 +32,5 @@ class Command(BaseCommand):
             self.stderr.write(
                 self.style.ERROR("the media folder is full: the scan stopped, the rest stays in the inbox")
             )
-        for name, reason, detail in result.rejected:
-            self.stdout.write(self.style.WARNING(f"  refused {name}: {reason} ({detail})"))
+        for name, rejection in result.rejected:
+            self.stdout.write(self.style.WARNING(f"  refused {name}: {rejection.reason} ({rejection.detail})"))

@@ -3,7 +3,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from batches import services
+from batches import engine, services
 from batches.models import BatchRun
 
 
@@ -14,17 +14,17 @@ class Command(BaseCommand):
         parser.add_argument("--enqueue", action="store_true", help="hand the run to the qcluster instead")
 
     def handle(self, *args, **options):
+        start = services.start_and_enqueue_run if options["enqueue"] else services.start_batch_run
         try:
-            run = services.start_batch_run(BatchRun.Trigger.COMMAND)
+            run = start(BatchRun.Trigger.COMMAND)
         except services.NoModel as exc:
             raise CommandError(f"no production model: {exc}. Run: manage.py bootstrap_model") from exc
         self.stdout.write(f"Run {run.pk}: {run.total} photos, model version {run.model_version}")
         if options["enqueue"]:
-            services.enqueue_batch_run(run)
             self.stdout.write("queued for the qcluster")
             return
         with tqdm(total=run.total, desc=f"run {run.pk}", unit="img", dynamic_ncols=True, file=sys.stderr) as bar:
-            services.process_run(run.pk, on_chunk=lambda chunk: bar.update(chunk.claimed))
+            engine.process_run(run.pk, on_chunk=lambda chunk: bar.update(chunk.claimed))
         run.refresh_from_db()
         self.print_summary(run)
 
@@ -32,7 +32,7 @@ class Command(BaseCommand):
         if run.status == BatchRun.Status.FAILED:
             raise CommandError(f"run {run.pk} failed: {run.error}")
         if not run.is_finished:
-            counts = services.run_counts(run)
+            counts = run.counts()
             self.stdout.write(f"{counts['pending']} photos are still being processed by other workers")
             return
         speed = f", {run.images_per_second:.1f} img/s" if run.images_per_second else ""
@@ -44,5 +44,5 @@ class Command(BaseCommand):
         )
         for name, count in sorted(run.class_counts.items(), key=lambda item: -item[1]):
             self.stdout.write(f"  {name:<16} {count}")
-        for reason, count in services.failure_counts(run).items():
+        for reason, count in run.failure_counts().items():
             self.stdout.write(self.style.WARNING(f"  failed: {reason:<18} {count}"))

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from classifier import services
 from classifier.management import command_actor
+from classifier.management.progress import TrainingProgress
 from classifier.models import AliasChange
 
 
@@ -35,42 +36,37 @@ class Command(BaseCommand):
         data = Path(options["data"]) if options["data"] and not options["demo"] else None
         if data is not None and not data.is_dir():
             raise CommandError(f"{data} is not a directory")
-        registered = self.linear_probe(data, int8=not options["no_int8"]) if data else self.demo()
-        services.move_alias(
-            services.STAGING, registered.version, AliasChange.Action.BOOTSTRAP, command_actor("bootstrap_model")
-        )
-        services.move_alias(
-            services.PRODUCTION, registered.version, AliasChange.Action.BOOTSTRAP, command_actor("bootstrap_model")
-        )
+        actor = command_actor("bootstrap_model")
+        if data:
+            registered = self.linear_probe(data, actor, build_int8=not options["no_int8"])
+        else:
+            registered = self.demo()
+            for alias in (services.STAGING, services.PRODUCTION):
+                services.move_alias(alias, registered.version, AliasChange.Action.BOOTSTRAP, actor)
         kind = "linear probe" if data else "DEMO (ImageNet mapping, about 67% accurate)"
         self.stdout.write(self.style.SUCCESS(f"production is now version {registered.version}: {kind}"))
 
-    def linear_probe(self, data: Path, int8: bool = True):
+    def linear_probe(self, data: Path, actor: str, build_int8: bool = True) -> services.Registered:
         from classifier import training
-
-        from .train import TrainingProgress
 
         self.stdout.write(
             f"Fitting a linear head on the pretrained backbone with the photos in {data} (about a minute)"
         )
-        cfg = training.TrainConfig(epochs=0, unfreeze=0)
         progress = TrainingProgress(self.stderr.write)
         try:
-            result = training.train(data, cfg, progress)
+            return services.train_and_register(
+                data,
+                training.TrainConfig(epochs=0, unfreeze=0),
+                run_name="bootstrap-linear-probe",
+                actor=actor,
+                action=AliasChange.Action.BOOTSTRAP,
+                aliases=(services.STAGING, services.PRODUCTION),
+                extra_params={"recipe": "linear_probe"},
+                build_int8=build_int8,
+                progress=progress,
+            )
         finally:
             progress.close()
-        params = {"recipe": "linear_probe", "arch": cfg.arch, "data": str(data), "n_train": result.n_train}
-        return services.register_model(
-            result.model,
-            result.config,
-            run_name="bootstrap-linear-probe",
-            params=params,
-            history=result.history,
-            reports={"holdout": result.holdout_report} if result.holdout_report else None,
-            manifest=result.manifest,
-            int8_photos=result.int8_photos if int8 else None,
-            int8_routing=training.int8_routing(result, cfg),
-        )
 
     def demo(self):
         from classifier import training

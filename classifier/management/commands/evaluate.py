@@ -20,14 +20,14 @@ class Command(ModelVersionCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON document")
 
     def handle(self, *args, **options):
-        from classifier import inference, registry, training
+        from classifier import evaluation, inference, registry
 
         version = options["version"] or registry.alias_version(options["alias"] or settings.MODEL_ALIAS)
         if version is None:
             raise CommandError(f"alias {options['alias'] or settings.MODEL_ALIAS!r} is not set")
         try:
             classifier = inference.get_classifier(version)
-            report = training.evaluate(classifier, Path(options["data"]), options["max_per_class"])
+            report = evaluation.evaluate(classifier, Path(options["data"]), options["max_per_class"])
         except (inference.ModelUnavailable, FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         report = {"model_version": version, **report}

@@ -1,66 +1,24 @@
 import json
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from tqdm import tqdm
 
 from classifier import services
+from classifier.datasets import list_image_folder
 from classifier.management import command_actor
+from classifier.management.progress import TrainingProgress, percent
 from classifier.models import AliasChange
 from classifier.training import TrainConfig
 
 
-class TrainingProgress:
-    """tqdm bars for feature caching and each epoch, plus one summary line per epoch."""
-
-    def __init__(self, write):
-        self.write = write
-        self.bar = None
-        self.key = None
-
-    def __call__(self, event: dict) -> None:
-        stage = event["stage"]
-        if stage == "features":
-            bar = self._bar(("features", event["part"]), event["total"], f"frozen layers ({event['part']})", "img")
-            bar.update(event["done"] - bar.n)
-        elif stage == "batch":
-            bar = self._bar(
-                ("epoch", event["epoch"]), event["steps"], f"epoch {event['epoch']}/{event['epochs']}", "batch"
-            )
-            bar.set_postfix(loss=f"{event['loss']:.3f}", refresh=False)
-            bar.update(1)
-        elif stage == "epoch":
-            self.close()
-            loss = f"{event['train_loss']:.3f}" if event["train_loss"] is not None else "-"
-            parts = [f"epoch {event['epoch']}/{event['epochs']}: train loss {loss}"]
-            parts += [
-                f"{name} accuracy {_percent(event.get(f'{name}_accuracy'))}"
-                for name in ("holdout", "val")
-                if f"{name}_accuracy" in event
-            ]
-            if "elapsed" in event:
-                parts.append(f"elapsed {_minutes(event['elapsed'])}")
-            if "eta" in event:
-                parts.append(f"ETA {_minutes(event['eta'])}")
-            self.write(", ".join(parts))
-
-    def _bar(self, key, total: int, desc: str, unit: str) -> tqdm:
-        if self.key != key:
-            self.close()
-            self.bar, self.key = tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True), key
-        return self.bar
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        self.bar, self.key = None, None
-
-
 class Command(BaseCommand):
+    """Training on labelled folders. The reviews app extends this command with reviewers' decisions
+    (`extra_samples`); the model itself knows nothing of where extra photos come from."""
+
     help = "Fine-tune a model on an ImageFolder directory, register it in MLflow and point 'staging' at it."
 
     def add_arguments(self, parser):
@@ -94,11 +52,6 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-val", action="store_true", help="do not score a validation folder")
         parser.add_argument(
-            "--include-reviews",
-            action="store_true",
-            help="also train on every confirmed or corrected review item, with its final class",
-        )
-        parser.add_argument(
             "--target-precision",
             type=float,
             default=None,
@@ -118,9 +71,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    def handle(self, *args, **options):
-        from classifier import training
+    def extra_samples(self, options: dict, classes: list[str]) -> dict[str, list[tuple[Path, int]]]:
+        """Photos trained on besides the folder's, by where they come from ((photo, class index) pairs);
+        each source's count is logged as `n_<source>`. None here: see reviews' `train`."""
+        return {}
 
+    def handle(self, *args, **options):
         if not options["data"]:
             raise CommandError("no training data: pass --data DIR or set TRAIN_DATA_DIR")
         executor = MigrationExecutor(connection)
@@ -131,93 +87,52 @@ class Command(BaseCommand):
         names = {f.name for f in fields(TrainConfig)}
         cfg = TrainConfig(**{key: value for key, value in options.items() if key in names})
         val_dir = None if options["no_val"] or not options["val"] else Path(options["val"])
-        extra = self.review_samples(data_dir) if options["include_reviews"] else []
+        try:
+            classes, _ = list_image_folder(data_dir, max_per_class=0)
+            extra = self.extra_samples(options, classes)
+        except (FileNotFoundError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        counts = {f"n_{source}": len(samples) for source, samples in extra.items()}
         progress = TrainingProgress(self.stderr.write)
         try:
-            result = training.train(data_dir, cfg, progress, extra_samples=extra, eval_dir=val_dir)
+            trained = services.train_and_register(
+                data_dir,
+                cfg,
+                run_name=f"train-{cfg.arch}",
+                actor=command_actor("train"),
+                action=AliasChange.Action.TRAIN,
+                extra_samples=[sample for samples in extra.values() for sample in samples],
+                extra_params=counts,
+                eval_dir=val_dir,
+                build_int8=not options["no_int8"],
+                progress=progress,
+            )
         except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         finally:
             progress.close()
-        if not options["no_int8"]:
-            self.stderr.write(f"building the int8 ONNX network ({len(result.int8_photos)} calibration photos)")
-        registered = self.register(result, cfg, data_dir, len(extra), int8=not options["no_int8"])
+        self.report(trained, counts, options["json"])
+
+    def report(self, trained: services.Trained, counts: dict, as_json: bool) -> None:
+        result = trained.result
         summary = {
-            "version": registered.version,
-            "run_id": registered.run_id,
+            "version": trained.version,
+            "run_id": trained.run_id,
             "holdout_accuracy": result.history[-1]["holdout_accuracy"],
             "val_accuracy": result.history[-1].get("val_accuracy"),
-            "n_reviews": len(extra),
+            **counts,
             "n_train": result.n_train,
             "n_holdout": result.n_holdout,
             "seconds": round(result.seconds, 1),
         }
-        if options["json"]:
+        if as_json:
             self.stdout.write(json.dumps(summary))
-        else:
-            self.stdout.write(
-                self.style.SUCCESS(
-                    f"Registered {settings.MODEL_NAME} version {registered.version} as staging "
-                    f"({result.n_train} photos, {result.seconds / 60:.1f} min, holdout accuracy "
-                    f"{_percent(summary['holdout_accuracy'])}, val accuracy {_percent(summary['val_accuracy'])}). "
-                    "Promote it with: manage.py promote"
-                )
+            return
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Registered {settings.MODEL_NAME} version {trained.version} as staging "
+                f"({result.n_train} photos, {result.seconds / 60:.1f} min, holdout accuracy "
+                f"{percent(summary['holdout_accuracy'])}, val accuracy {percent(summary['val_accuracy'])}). "
+                "Promote it with: manage.py promote"
             )
-
-    def review_samples(self, data_dir: Path) -> list:
-        """(stored photo, class index) for every reviewed photo whose final class is trained here."""
-        from batches.storage import media_path
-        from classifier import training
-        from reviews.services import reviewed_photos
-
-        classes, _ = training.list_image_folder(data_dir, max_per_class=0)
-        samples, skipped = [], 0
-        for image, final_class in reviewed_photos():
-            if final_class in classes:
-                samples.append((media_path(image.file.name), classes.index(final_class)))
-            else:
-                skipped += 1
-        self.stderr.write(
-            f"including {len(samples)} reviewed photos"
-            + (f" ({skipped} skipped: their class is not in {data_dir})" if skipped else "")
         )
-        return samples
-
-    def register(self, result, cfg: TrainConfig, data_dir: Path, n_reviews: int = 0, int8: bool = True):
-        from classifier import training
-
-        params = {
-            **asdict(cfg),
-            "data": str(data_dir),
-            "n_reviews": n_reviews,
-            "n_train": result.n_train,
-            "n_holdout": result.n_holdout,
-            "classes": ",".join(result.config["classes"]),
-            "train_seconds": round(result.seconds, 1),
-        }
-        registered = services.register_model(
-            result.model,
-            result.config,
-            run_name=f"train-{cfg.arch}",
-            params=params,
-            history=result.history,
-            reports={
-                name: report
-                for name, report in (("holdout", result.holdout_report), ("val", result.eval_report))
-                if report
-            },
-            manifest=result.manifest,
-            extra_tags={"holdout_accuracy": str(result.history[-1]["holdout_accuracy"])},
-            int8_photos=result.int8_photos if int8 else None,
-            int8_routing=training.int8_routing(result, cfg),
-        )
-        services.move_alias(services.STAGING, registered.version, AliasChange.Action.TRAIN, command_actor("train"))
-        return registered
-
-
-def _percent(value) -> str:
-    return f"{value:.2%}" if value is not None else "n/a"
-
-
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"

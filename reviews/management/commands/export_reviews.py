@@ -5,7 +5,6 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from batches.storage import media_path
 from reviews import services
 
 SAFE_CLASS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -24,25 +23,26 @@ class Command(BaseCommand):
         target = Path(options["directory"])
         counts = Counter()
         skipped = 0
-        for image, final_class in services.reviewed_photos():
-            if not SAFE_CLASS.match(final_class):
-                self.stderr.write(self.style.WARNING(f"image {image.pk}: class {final_class!r} is not a folder name"))
+        for photo in services.reviewed_photos():
+            if not SAFE_CLASS.match(photo.final_class):
+                self.stderr.write(
+                    self.style.WARNING(f"image {photo.image_id}: class {photo.final_class!r} is not a folder name")
+                )
                 skipped += 1
                 continue
-            source = media_path(image.file.name)
-            if not source.is_file():
-                self.stderr.write(self.style.WARNING(f"image {image.pk}: stored file is missing"))
+            if not photo.path.is_file():
+                self.stderr.write(self.style.WARNING(f"image {photo.image_id}: stored file is missing"))
                 skipped += 1
                 continue
-            folder = target / final_class
+            folder = target / photo.final_class
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                destination = folder / f"{image.sha256}{source.suffix.lower()}"
+                destination = folder / photo.path.name  # stored photos are named by their SHA-256
                 if not destination.exists():
-                    shutil.copyfile(source, destination)
+                    shutil.copyfile(photo.path, destination)
             except OSError as exc:
                 raise CommandError(f"cannot write to {folder}: {exc}") from exc
-            counts[final_class] += 1
+            counts[photo.final_class] += 1
         for name, count in sorted(counts.items()):
             self.stdout.write(f"{name}: {count}")
         self.stdout.write(

@@ -3,7 +3,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from batches import benchmark
+from bench import benchmark
 
 
 class Command(BaseCommand):

@@ -28,7 +28,8 @@ def test_bench_prints_every_figure_for_both_photo_sets_and_leaves_the_database_a
         ideal = 1 / (1 / figures["decode_only_img_s"] + 1 / figures["model_only_img_s"])
         assert figures["efficiency"] == pytest.approx(figures["pipeline_img_s"] / ideal, rel=0.01)
     assert document["peak_rss_mb"] > 100 and document["device"] == "cpu"
-    assert document["config"]["model_version"] == version and "val_accuracy" in document
+    assert document["config"]["model_version"] == version and document["config"]["runtime"] == "pytorch eager fp32"
+    assert document["config"]["database"] == "postgresql" and document["val_accuracy"] is None  # --no-accuracy
     # The big photos really are 1280x960 camera-like JPEGs.
     made = sorted((settings.VAR_DIR / "bench" / "photos-1280x960").glob("*.jpg"))
     assert len(made) == 6

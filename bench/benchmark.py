@@ -1,5 +1,8 @@
 """`manage.py bench`: the batch path measured against its two essential costs.
 
+It drives the product's own entry points (registration, a batch run, the engine) and the served
+classifier; torch and the runtimes stay behind the classifier's interface.
+
 For each photo set, in one process and on the same photos:
 - pipeline: the real batch path (claim, read, decode, preprocess, forward, write predictions
   and review items, commit), from the start of the run to its last commit;
@@ -32,6 +35,10 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import override_settings
 from PIL import Image as PILImage
+
+from batches import engine, ingest, services
+from batches.models import BatchRun, Image
+from classifier.imaging import Rejection
 
 LARGE_SIZE = (1280, 960)
 REPEATS = 3  # decode-only and model-only are the median of this many passes
@@ -134,16 +141,13 @@ def timed(work: Callable[[], object], repeats: int = 1) -> float:
 
 def pipeline_seconds(paths: list[Path], version: str) -> tuple[float, int]:
     """Register the photos (not timed), then one batch run over them, start to last commit."""
-    from batches import services
-    from batches.models import BatchRun, Image
-
     for path in paths:
         with open(path, "rb") as stream:
-            services.register_image(stream, path.name, Image.Source.INBOX)
+            ingest.register_image(stream, path.name, Image.Source.INBOX)
     reset_peak_rss()
     started = time.perf_counter()
     run = services.start_batch_run(BatchRun.Trigger.COMMAND)  # every photo without a result: the nightly path
-    while services.process_run(run.pk):
+    while engine.process_run(run.pk):
         pass
     seconds = time.perf_counter() - started
     PIPELINE_PEAKS.append(current_peak_rss_mb())
@@ -157,9 +161,7 @@ def measure_set(paths: list[Path], classifier) -> dict:
     """Pipeline, model-only and decode-only speeds of one photo set."""
     n = len(paths)
     pipeline, total = pipeline_seconds(paths, classifier.version)
-    decode = timed(
-        lambda: synchronised(classifier, [classifier.decode_many(chunk) for chunk in chunks(paths)]), REPEATS
-    )
+    decode = timed(lambda: decode_all(paths, classifier), REPEATS)
     model, forwarded = model_seconds(paths, classifier)
     result = {
         "n": n,
@@ -173,13 +175,11 @@ def measure_set(paths: list[Path], classifier) -> dict:
     return rounded(result)
 
 
-def synchronised(classifier, result):
-    """`result`, once the device has finished the work queued for it (GPU decoding is asynchronous)."""
-    if classifier.device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-    return result
+def decode_all(paths: list[Path], classifier) -> None:
+    """Read, decode and preprocess the photos chunk by chunk, as the batch path does."""
+    for chunk in chunks(paths):
+        classifier.decode_many(chunk)
+    classifier.synchronise()  # GPU decoding is asynchronous
 
 
 def rounded(figures: dict) -> dict:
@@ -199,7 +199,7 @@ def model_seconds(paths: list[Path], classifier) -> tuple[float, int]:
     for _ in range(REPEATS):
         seconds, forwarded = 0.0, 0
         for chunk in chunks(paths):
-            tensors = [t for t in classifier.decode_many(chunk) if not hasattr(t, "reason")]
+            tensors = [t for t in classifier.decode_many(chunk) if not isinstance(t, Rejection)]
             seconds += timed(lambda tensors=tensors: list(classifier.logits(tensors)))
             forwarded += len(tensors)
         totals.append(seconds)
@@ -210,7 +210,7 @@ def naive_speed(paths: list[Path], classifier) -> tuple[float, int]:
     """The obvious implementation through the same code: one photo per chunk and per forward
     pass, decoded at full size, PyTorch eager fp32. Its photos get fresh copies (one changed byte) so that the
     run has work to do."""
-    from classifier import backbones, inference
+    from classifier import inference
 
     with tempfile.TemporaryDirectory() as tmp:
         copies = []
@@ -222,35 +222,19 @@ def naive_speed(paths: list[Path], classifier) -> tuple[float, int]:
             BATCH_CHUNK_SIZE=1, INFERENCE_BATCH=1, INFERENCE_RUNTIME="torch", INFERENCE_DECODE="pil"
         ):
             naive = inference.get_classifier(classifier.version)  # PyTorch eager, PIL
-            naive.draft_size = None
+            draft_size, naive.photos.draft_size = naive.photos.draft_size, None  # decoded at full size
             try:
                 seconds, total = pipeline_seconds(copies, classifier.version)
             finally:
-                naive.draft_size = backbones.draft_size(naive.config["preprocessing"])
+                naive.photos.draft_size = draft_size
     inference.get_classifier(classifier.version)  # the benchmarked runtime again
     return total / seconds, total
 
 
 def configuration(classifier) -> dict:
-    import onnxruntime
-    import torch
-
-    if classifier.runtime == "onnx-int8":
-        runtime = f"onnxruntime {onnxruntime.__version__} int8 (static QDQ)"
-    else:
-        runtime = "pytorch eager fp32" if classifier.device.type == "cpu" else "pytorch eager bf16 channels_last"
-    gpu = {"gpu": torch.cuda.get_device_name(classifier.device)} if classifier.device.type == "cuda" else {}
     return {
-        "arch": classifier.config["arch"],
-        "input_size": classifier.config["preprocessing"]["input_size"],
-        "model_version": classifier.version,
-        "runtime": runtime,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "decoder": classifier.decoder,
-        **gpu,
+        **classifier.describe(),
         "decode_threads": settings.INFERENCE_THREADS or os.cpu_count(),
-        "forward_batch": classifier.forward_batch,
         "chunk_size": settings.BATCH_CHUNK_SIZE,
         "allocator": os.environ.get("LD_PRELOAD") or "glibc",
         "database": connection.vendor,
@@ -261,7 +245,7 @@ def configuration(classifier) -> dict:
 
 def run(count: int, naive_count: int, accuracy: bool, progress: Callable[[str], None]) -> dict:
     PIPELINE_PEAKS.clear()
-    from classifier import inference, training
+    from classifier import evaluation, inference
 
     version, _ = inference.resolve_production()
     classifier = inference.get_classifier(version)
@@ -270,7 +254,8 @@ def run(count: int, naive_count: int, accuracy: bool, progress: Callable[[str], 
     progress(f"making {len(small)} 1280x960 photos under {work} (once)")
     large = large_photos(small, work / "photos-1280x960")
     # The first forward passes pay one-off costs (ONNX Runtime's and cuDNN's set-up), not per photo.
-    synchronised(classifier, classifier.classify_files(small[: classifier.forward_batch] + large[:2]))
+    classifier.classify_files(small[: classifier.forward_batch] + large[:2])
+    classifier.synchronise()
     media = Path(tempfile.mkdtemp(prefix="media-", dir=work))
     document: dict = {}
     try:
@@ -296,9 +281,9 @@ def run(count: int, naive_count: int, accuracy: bool, progress: Callable[[str], 
         progress(f"accuracy on {settings.EVAL_DATA_DIR}")
         val = Path(settings.EVAL_DATA_DIR)
         with contextlib.redirect_stdout(io.StringIO()):
-            document["val_accuracy"] = round(training.evaluate(classifier, val)["accuracy"], 4)
+            document["val_accuracy"] = round(evaluation.evaluate(classifier, val)["accuracy"], 4)
             if classifier.runtime != "torch":  # what the faster runtime costs, measured beside it
                 with override_settings(INFERENCE_RUNTIME="torch"):
                     reference = inference.get_classifier(classifier.version)
-                    document["val_accuracy_fp32"] = round(training.evaluate(reference, val)["accuracy"], 4)
+                    document["val_accuracy_fp32"] = round(evaluation.evaluate(reference, val)["accuracy"], 4)
     return document

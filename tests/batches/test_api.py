@@ -1,4 +1,4 @@
-"""POST /predict, GET /health and GET /metrics with the real model."""
+"""POST /predict, GET /health, GET /metrics and the API schema, with the real model."""
 
 import io
 import os
@@ -8,12 +8,15 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from batches.models import Image
+from batches.models import BatchRun, Image
 from batches.uploads import UploadSizeCap
 from classifier import inference
+from reviews.models import ReviewItem
 from tests.helpers import BAD_INPUTS, dev_photos, make_user, register_file
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +24,6 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def client(trained_model):
-    inference.forget_loaded()
     user = make_user("api-user", "operators")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
@@ -146,15 +148,12 @@ def test_hostile_names_are_only_labels(client):
 
 
 def test_without_any_model_it_answers_503(client, tmp_path):
-    inference.forget_loaded()
     with override_settings(MLFLOW_TRACKING_URI="http://127.0.0.1:9", MODEL_CACHE_DIR=tmp_path):
         response = upload(client, BAD_INPUTS / "valid_control.jpg")
     assert response.status_code == 503 and response.json()["error"] == "model_unavailable"
-    inference.forget_loaded()
 
 
 def test_health_reports_database_and_model_without_loading_it(trained_model):
-    inference.forget_loaded()
     anonymous = APIClient()
     body = anonymous.get("/health").json()
     assert body["status"] == "ok" and body["database"] == "ok"
@@ -165,19 +164,36 @@ def test_health_reports_database_and_model_without_loading_it(trained_model):
     assert body["model"]["loaded"] is True and body["model"]["version"] == trained_model[0]
 
 
-def test_metrics_are_public_and_count_predictions(client):
-    upload(client, BAD_INPUTS / "valid_control.jpg")
-    text = APIClient().get("/metrics").content.decode()
-    for name in (
-        "prediction_confidence_bucket",
-        "predictions_by_class_total",
-        "images_processed_total",
-        "model_loaded",
-        "batch_runs",
-        "review_items_pending",
-    ):
-        assert name in text
-    assert 'images_processed_total{outcome="predicted",source="api"}' in text
+def scrape() -> dict[tuple, float]:
+    """/metrics (anonymous) as {(sample name, labels): value}."""
+    response = APIClient().get("/metrics")
+    assert response.status_code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+def test_metrics_are_public_and_count_what_was_classified(client):
+    before = scrape()
+    photos = [path for path, _ in dev_photos("val", per_class=1, classes=["jeans", "watches"])]
+    classes = [p["predicted_class"] for p in upload(client, *photos).json()["predictions"]]
+    BatchRun.objects.create(trigger="api", model_version="9", status="completed", finished_at=timezone.now())
+    after = scrape()
+
+    def added(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert added("images_processed_total", outcome="predicted", source="api") == 2
+    assert added("prediction_confidence_count", source="api") == 2
+    assert sum(added("predictions_by_class_total", predicted_class=name, source="api") for name in set(classes)) == 2
+    assert after[("model_loaded", ())] == 1
+    # Read from the database at scrape time: the figures of the tables as they are.
+    assert after[("batch_runs", (("status", "completed"),))] == 1
+    assert after[("review_items_pending", ())] == ReviewItem.objects.pending().count()
+    assert after[("batch_run_last_images", ())] == 0
 
 
 def test_the_api_schema_needs_a_login(client):

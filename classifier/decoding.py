@@ -29,9 +29,6 @@ class Decoding:
     def __init__(self, futures: list[Future]):
         self._futures = futures
 
-    def __len__(self) -> int:
-        return len(self._futures)
-
     def results(self) -> list[Decoded]:
         """One item per photo, in order: a uint8 tensor, or the photo's Rejection."""
         return [future.result() for future in self._futures]

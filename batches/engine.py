@@ -41,7 +41,8 @@ LEASE_POLL_SECONDS = 1.0
 
 
 class Decoding(Protocol):
-    """Photos a classifier is decoding: opaque here, but for giving them up."""
+    """Photos a classifier is decoding (classifier.decoding.Decoding, named here as a Protocol so that
+    this module does not import torch): opaque, but for giving them up."""
 
     def cancel(self) -> None: ...
 

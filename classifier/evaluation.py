@@ -6,7 +6,6 @@ training on held-out logits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,7 @@ import torch
 
 from . import calibration
 from .datasets import list_image_folder
-
-Progress = Callable[[dict], None]
+from .frozen import Progress
 
 
 def routing_report(policy: calibration.RoutingPolicy, classes: list[str], logits: torch.Tensor, labels) -> dict:

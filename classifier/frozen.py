@@ -18,6 +18,7 @@ from .imaging import Rejection, open_photo
 
 logger = logging.getLogger(__name__)
 
+# Receives the progress events of training and scoring ({"stage": ..., ...}).
 Progress = Callable[[dict], None]
 
 

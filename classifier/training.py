@@ -30,7 +30,7 @@ from django.conf import settings
 from . import backbones, calibration, frozen
 from .datasets import dataset_manifest, labelled_samples, list_image_folder, split_holdout, spread_sample
 from .evaluation import classification_report, routing_report
-from .frozen import SplitNetwork, cache_prefix, view_transforms
+from .frozen import Progress, SplitNetwork, cache_prefix, view_transforms
 from .zeroshot import IMAGENET_MAPPING
 
 logger = logging.getLogger(__name__)
@@ -71,9 +71,6 @@ class TrainResult:
     manifest: list[dict] = field(default_factory=list)
     int8_photos: list[Path] = field(default_factory=list)  # calibration photos for the int8 network
     holdout_photos: list[tuple[Path, int]] = field(default_factory=list)  # (photo, class index)
-
-
-Progress = Callable[[dict], None]
 
 
 def preprocessing(arch: str, resize: str = "crop") -> dict:

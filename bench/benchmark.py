@@ -38,6 +38,7 @@ from PIL import Image as PILImage
 
 from batches import engine, ingest, services
 from batches.models import BatchRun, Image
+from classifier.datasets import folder_labels
 from classifier.imaging import Rejection
 
 LARGE_SIZE = (1280, 960)
@@ -46,9 +47,9 @@ REPEATS = 3  # decode-only and model-only are the median of this many passes
 
 def dev_photo_paths(count: int) -> list[Path]:
     """The first `count` development photos, taking classes in turn (a stable, mixed set)."""
-    root = Path(settings.TRAIN_DATA_DIR)
-    if not root.is_dir():
-        raise FileNotFoundError(f"TRAIN_DATA_DIR {root} is not a directory")
+    root = Path(settings.TRAIN_DATA_DIR[0]) if settings.TRAIN_DATA_DIR else None
+    if root is None or not root.is_dir():
+        raise FileNotFoundError(f"the first folder of TRAIN_DATA_DIR ({root}) is not a directory")
     per_class = [sorted(p for p in folder.glob("*.jpg")) for folder in sorted(root.iterdir()) if folder.is_dir()]
     paths = []
     for row in range(max(len(files) for files in per_class)):
@@ -277,13 +278,16 @@ def run(count: int, naive_count: int, accuracy: bool, progress: Callable[[str], 
     document["device"] = str(classifier.device)
     document["config"] = configuration(classifier)
     document["val_accuracy"] = None
-    if accuracy and settings.EVAL_DATA_DIR and Path(settings.EVAL_DATA_DIR).is_dir():
-        progress(f"accuracy on {settings.EVAL_DATA_DIR}")
-        val = Path(settings.EVAL_DATA_DIR)
-        with contextlib.redirect_stdout(io.StringIO()):
-            document["val_accuracy"] = round(evaluation.evaluate(classifier, val)["accuracy"], 4)
-            if classifier.runtime != "torch":  # what the faster runtime costs, measured beside it
-                with override_settings(INFERENCE_RUNTIME="torch"):
-                    reference = inference.get_classifier(classifier.version)
-                    document["val_accuracy_fp32"] = round(evaluation.evaluate(reference, val)["accuracy"], 4)
+    folders = [Path(folder) for folder in settings.EVAL_DATA_DIR if Path(folder).is_dir()]
+    if accuracy and folders:
+        document["val_accuracy"] = {}
+        for label, val in zip(folder_labels(folders), folders):
+            progress(f"accuracy on {val}")
+            with contextlib.redirect_stdout(io.StringIO()):
+                document["val_accuracy"][label] = round(evaluation.evaluate(classifier, val)["accuracy"], 4)
+                if classifier.runtime != "torch":  # what the faster runtime costs, measured beside it
+                    with override_settings(INFERENCE_RUNTIME="torch"):
+                        reference = inference.get_classifier(classifier.version)
+                        accuracy = round(evaluation.evaluate(reference, val)["accuracy"], 4)
+                    document.setdefault("val_accuracy_fp32", {})[label] = accuracy
     return document

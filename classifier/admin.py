@@ -31,14 +31,18 @@ class AliasChangeAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Evaluation")
     def figures(self, obj):
-        """Accuracy of the candidate (and of production) on the folder both were scored on."""
+        """Accuracy of the candidate (and of production) on each folder both were scored on."""
         candidate = obj.evaluation.get("candidate")
         if not candidate:
             return "-"
-        text = f"{candidate['accuracy']:.2%}"
-        production = obj.evaluation.get("production")
-        if production:
-            text += f" vs {production['accuracy']:.2%}"
+        production = obj.evaluation.get("production") or {}
+        parts = []
+        for label, figures in candidate.items():
+            part = f"{label} {figures['accuracy']:.2%}"
+            if label in production:
+                part += f" vs {production[label]['accuracy']:.2%}"
+            parts.append(part)
+        text = "; ".join(parts)
         problems = obj.evaluation.get("problems")
         return f"{text} ({len(problems)} problems forced past)" if problems else text
 

@@ -147,11 +147,24 @@ def choose_thresholds(probs: torch.Tensor, labels: torch.Tensor, classes: list[s
     }
 
 
-def known_quantile(scores: torch.Tensor, flagged: float) -> float:
-    """The open-set threshold that flags the given fraction of known photos."""
+def known_quantile(scores: torch.Tensor, flagged: float, groups: torch.Tensor | None = None) -> float:
+    """The open-set threshold that flags the given fraction of known photos.
+
+    With `groups` (e.g. the folder each held-out photo comes from: catalogue or real photos),
+    every group weighs the same, however many photos it has: the fraction flagged is then the
+    mean of the groups' fractions, so a few hundred real photos beside thousands of catalogue
+    ones still shape the threshold (real photos score as less familiar)."""
     if len(scores) == 0:
         return math.inf
-    return float(torch.quantile(scores.float(), 1 - flagged))
+    if groups is None or len(torch.unique(groups)) < 2:
+        return float(torch.quantile(scores.float(), 1 - flagged))
+    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    weights = 1.0 / counts[inverse].double()
+    order = torch.argsort(scores.double(), descending=True)
+    flagged_weight = torch.cumsum(weights[order], 0) / weights.sum()
+    # The highest score whose photos above it weigh no more than `flagged`.
+    index = int(torch.searchsorted(flagged_weight, torch.tensor(flagged, dtype=torch.float64), right=True))
+    return float(scores[order[min(index, len(order) - 1)]])
 
 
 # --- The policy a version is served with --------------------------------------------

@@ -28,6 +28,37 @@ def list_image_folder(root: Path, max_per_class: int | None = None) -> tuple[lis
     return classes, samples
 
 
+def list_image_folders(
+    roots: list[Path], max_per_class: int | None = None
+) -> tuple[list[str], list[tuple[Path, list[tuple[Path, int]]]]]:
+    """Several labelled folders (catalogue photos, real photos of some of the classes, ...):
+    the classes of all of them together (sorted), and each folder's (path, class index) pairs
+    indexed by those classes."""
+    listed = [(Path(root), *list_image_folder(root, max_per_class)) for root in roots]
+    classes = sorted({name for _, names, _ in listed for name in names})
+    folders = []
+    for root, names, samples in listed:
+        index = [classes.index(name) for name in names]
+        folders.append((root, [(path, index[label]) for path, label in samples]))
+    return classes, folders
+
+
+def folder_label(root: Path) -> str:
+    """A short name for a labelled folder in metrics and reports: `refund-items-real/val` is
+    "refund-items-real" (a folder named train, val or test is named after its parent)."""
+    root = Path(root)
+    name = root.name if root.name else root.resolve().name
+    if name in ("train", "val", "test") and root.parent.name:
+        name = root.parent.name
+    return name
+
+
+def folder_labels(roots: list[Path]) -> list[str]:
+    """Distinct labels for several folders (a repeated label gets its position appended)."""
+    labels = [folder_label(root) for root in roots]
+    return [label if labels.count(label) == 1 else f"{label}-{i + 1}" for i, label in enumerate(labels)]
+
+
 def labelled_samples(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
     """The photos of a labelled folder whose class is one of `classes`, indexed like them."""
     folder_classes, samples = list_image_folder(root)
@@ -35,8 +66,8 @@ def labelled_samples(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
     return [(path, index[folder_classes[label]]) for path, label in samples if folder_classes[label] in index]
 
 
-def dataset_manifest(samples: list[tuple[Path, int]], classes: list[str], root: Path) -> list[dict]:
-    """One row per training photo (class, path, SHA-256): what a version was trained on."""
+def dataset_manifest(samples: list[tuple[Path, int]], classes: list[str], root: Path, folder: str = "") -> list[dict]:
+    """One row per training photo (folder, class, path, SHA-256): what a version was trained on."""
     rows = []
     for path, label in samples:
         try:
@@ -44,15 +75,22 @@ def dataset_manifest(samples: list[tuple[Path, int]], classes: list[str], root: 
         except ValueError:
             relative = str(path)
         rows.append(
-            {"class": classes[label], "file": relative, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+            {
+                "folder": folder,
+                "class": classes[label],
+                "file": relative,
+                "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+            }
         )
     return rows
 
 
 def manifest_csv(rows: list[dict]) -> str:
-    """The manifest as CSV (class, file, sha256), sorted by file: the same photos, the same text."""
-    lines = ["class,file,sha256"] + [
-        f"{row['class']},{row['file']},{row['sha256']}" for row in sorted(rows, key=lambda r: r["file"])
+    """The manifest as CSV (folder, class, file, sha256), sorted by folder and file: the same
+    photos, the same text."""
+    lines = ["folder,class,file,sha256"] + [
+        f"{row['folder']},{row['class']},{row['file']},{row['sha256']}"
+        for row in sorted(rows, key=lambda r: (r["folder"], r["file"]))
     ]
     return "\n".join(lines) + "\n"
 

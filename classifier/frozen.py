@@ -14,6 +14,7 @@ import torch
 from torchvision import transforms
 
 from . import backbones
+from .augment import DeskScene
 from .imaging import Rejection, open_photo
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,14 @@ def _fast_autocast():
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16())
 
 
-def view_transforms(prep: dict, views: int) -> list[Callable]:
-    """View 0 is what serving sees, view 1 its mirror image, the rest random crops."""
+def view_transforms(prep: dict, views: int, desk_scenes: bool = False) -> list[Callable]:
+    """View 0 is what serving sees, view 1 its mirror image (or, with `desk_scenes`, a
+    catalogue photo laid on a generated background: `augment.DeskScene`), the rest random crops."""
     plain = backbones.eval_transform(prep)
-    mirrored = transforms.Compose([transforms.RandomHorizontalFlip(p=1.0), plain])
+    if desk_scenes:
+        mirrored = transforms.Compose([DeskScene(), plain])
+    else:
+        mirrored = transforms.Compose([transforms.RandomHorizontalFlip(p=1.0), plain])
     size = prep["input_size"][-1]
     whole = [backbones.Letterbox()] if prep.get("resize") == "pad" else []
     cropped = transforms.Compose(
@@ -98,25 +103,28 @@ def cache_prefix(
     batch_size: int,
     progress: Progress,
     part: str = "train",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prefix outputs for every (view, photo) as float16 [views, photos, ...], and the labels.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prefix outputs for every (view, photo) as float16 [views, photos, ...], their labels and
+    their positions in `samples`.
 
     Photos are decoded batch by batch (never all at once), so large photos cost time, not
     memory; a photo that cannot be decoded is left out with a warning.
     """
     outputs: list[list[torch.Tensor]] = [[] for _ in views]
     labels: list[int] = []
+    kept: list[int] = []
     total = len(views) * len(samples)
     with torch.inference_mode():
         for start in range(0, len(samples), batch_size):
             photos = []
-            for path, label in samples[start : start + batch_size]:
+            for position, (path, label) in enumerate(samples[start : start + batch_size], start):
                 try:
                     photos.append(open_photo(path))
                 except Rejection as exc:
                     logger.warning("skipping training photo %s: %s", path, exc)
                     continue
                 labels.append(label)
+                kept.append(position)
             for v, transform in enumerate(views):
                 if photos:
                     batch = torch.stack([transform(photo) for photo in photos])
@@ -131,7 +139,7 @@ def cache_prefix(
                     "total": total,
                 }
             )
-    return torch.stack([torch.cat(chunks) for chunks in outputs]), torch.tensor(labels)
+    return torch.stack([torch.cat(chunks) for chunks in outputs]), torch.tensor(labels), torch.tensor(kept)
 
 
 def head_logits(net: SplitNetwork, cache: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -142,7 +142,8 @@ def build_int8(
     """Quantise `model` with `photos` (training photos, preprocessed as when serving) into
     target_dir; returns the config entry, or None when int8 disagrees too often with fp32.
 
-    `routing` = (held-out photos with their class index, fit(logits, labels) -> policy): the
+    `routing` = (held-out photos with their class index, fit(logits, labels, positions) -> policy,
+    positions being the indices of the photos that decoded): the
     routing policy is fitted again on the int8 network's own outputs for those photos, so that
     what it accepts automatically reaches the target precision as served.
     """
@@ -164,9 +165,9 @@ def build_int8(
     if routing and routing[0]:
         held_out, fit = routing
         decoded = _preprocessed(config, [path for path, _ in held_out])
-        pairs = [(tensor, label) for tensor, (_, label) in zip(decoded, held_out) if tensor is not None]
-        logits = _batched(runner, [tensor for tensor, _ in pairs])
-        entry["routing"] = fit(logits, torch.tensor([label for _, label in pairs]))
+        kept = [i for i, tensor in enumerate(decoded) if tensor is not None]
+        logits = _batched(runner, [decoded[i] for i in kept])
+        entry["routing"] = fit(logits, torch.tensor([held_out[i][1] for i in kept]), kept)
     return entry
 
 

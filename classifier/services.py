@@ -99,7 +99,7 @@ def register_model(
 
 
 def train_and_register(
-    data_dir: Path,
+    data_dirs: list[Path],
     cfg: TrainConfig,
     *,
     run_name: str,
@@ -108,31 +108,39 @@ def train_and_register(
     aliases: Iterable[str] = (STAGING,),
     extra_samples: list[tuple[Path, int]] = (),
     extra_params: dict | None = None,
-    eval_dir: Path | None = None,
+    eval_dirs: list[Path] = (),
     build_int8: bool = True,
     progress: Callable[[dict], None] = lambda event: None,
 ) -> Trained:
-    """Train on an ImageFolder with the recipe `cfg`, register the result as a new version
-    with what it was trained on and how it scored, and point `aliases` at it.
+    """Train on ImageFolders with the recipe `cfg`, register the result as a new version with
+    what it was trained on (each folder's path, photo count and manifest digest) and how it
+    scored, and point `aliases` at it.
 
     `extra_samples` ((photo, class index), e.g. reviewers' decisions) are trained on, never held out;
-    `extra_params` are logged beside the recipe. `eval_dir` is scored after every epoch, never trained on.
+    `extra_params` are logged beside the recipe. Every folder of `eval_dirs` is scored after every
+    epoch (`val_<folder>_accuracy`), never trained on.
     """
     from . import training
 
-    result = training.train(data_dir, cfg, progress, extra_samples=extra_samples, eval_dir=eval_dir)
+    result = training.train(data_dirs, cfg, progress, extra_samples=extra_samples, eval_dirs=eval_dirs)
     if build_int8:
         progress({"stage": "int8", "photos": len(result.int8_photos)})
     params = {
         **asdict(cfg),
-        "data": str(data_dir),
+        "data": ",".join(folder["path"] for folder in result.folders),
+        "val_data": ",".join(str(folder) for folder in eval_dirs),
+        **{
+            f"data_{folder['label']}_{key}": folder[key]
+            for folder in result.folders
+            for key in ("n", "n_holdout", "repeat", "sha256")
+        },
         **(extra_params or {}),
         "n_train": result.n_train,
         "n_holdout": result.n_holdout,
         "classes": ",".join(result.config["classes"]),
         "train_seconds": round(result.seconds, 1),
     }
-    reports = {"holdout": result.holdout_report, "val": result.eval_report}
+    reports = {"holdout": result.holdout_report, **result.eval_reports}
     registered = register_model(
         result.model,
         result.config,
@@ -192,11 +200,13 @@ def evaluation_summary(report: dict) -> dict:
     }
 
 
-def promote(version: str | None, actor: str, *, data_dir: Path | None = None, force: bool = False) -> AliasChange:
+def promote(version: str | None, actor: str, *, data_dirs: Iterable[Path] = (), force: bool = False) -> AliasChange:
     """Point production at a version (default: staging) after scoring it against production on
-    the same labelled folder; a worse candidate is refused unless forced. Without a folder to
-    score on, only a forced promotion (or the very first one) goes through."""
+    the same labelled folders, each on its own; a candidate worse on any of them is refused
+    unless forced. Without a folder to score on, only a forced promotion (or the very first
+    one) goes through. The figures are kept by folder label (`datasets.folder_labels`)."""
     from . import inference, registry
+    from .datasets import folder_labels
     from .evaluation import evaluate
 
     version = version or registry.alias_version(STAGING)
@@ -205,14 +215,17 @@ def promote(version: str | None, actor: str, *, data_dir: Path | None = None, fo
     current = registry.alias_version(PRODUCTION)
     if current == version:
         raise PromotionRefused(f"version {version} is already in production")
+    data_dirs = [Path(folder) for folder in data_dirs]
     evaluation: dict = {}
-    if data_dir is not None:
-        candidate = evaluate(inference.get_classifier(version), data_dir)
-        evaluation = {"data": str(data_dir), "candidate": evaluation_summary(candidate), "problems": []}
-        if current is not None:
-            baseline = evaluate(inference.get_classifier(current), data_dir)
-            evaluation["production"] = evaluation_summary(baseline)
-            evaluation["problems"] = compare_reports(candidate, baseline)
+    if data_dirs:
+        evaluation = {"data": [str(folder) for folder in data_dirs], "candidate": {}, "problems": []}
+        for label, folder in zip(folder_labels(data_dirs), data_dirs):
+            candidate = evaluate(inference.get_classifier(version), folder)
+            evaluation["candidate"][label] = evaluation_summary(candidate)
+            if current is not None:
+                baseline = evaluate(inference.get_classifier(current), folder)
+                evaluation.setdefault("production", {})[label] = evaluation_summary(baseline)
+                evaluation["problems"] += [f"{label}: {problem}" for problem in compare_reports(candidate, baseline)]
     elif current is not None:
         evaluation = {"problems": ["no labelled folder to compare the candidate with production on"]}
     if evaluation.get("problems") and not force:

@@ -28,7 +28,15 @@ import torch.nn.functional as F
 from django.conf import settings
 
 from . import backbones, calibration, frozen
-from .datasets import dataset_manifest, labelled_samples, list_image_folder, split_holdout, spread_sample
+from .datasets import (
+    dataset_manifest,
+    folder_labels,
+    labelled_samples,
+    list_image_folders,
+    manifest_digest,
+    split_holdout,
+    spread_sample,
+)
 from .evaluation import classification_report, routing_report
 from .frozen import Progress, SplitNetwork, cache_prefix, view_transforms
 from .zeroshot import IMAGENET_MAPPING
@@ -50,6 +58,11 @@ class TrainConfig:
     seed: int = 0
     max_per_class: int | None = None
     resize: str = "pad"
+    # Every training folder makes up at least this share of an epoch (a small folder's photos are
+    # seen several times): 290 real photos beside 5,980 catalogue ones would otherwise barely count.
+    min_folder_share: float = 0.1
+    # The second view of a catalogue photo: the item on a generated background (augment.DeskScene).
+    desk_scenes: bool = False
     # Routing, fitted on the held-out photos (classifier.calibration): the precision the
     # auto-accepted photos must reach (None: settings.AUTO_ACCEPT_PRECISION), the open-set
     # score and the fraction of known held-out photos its threshold sends to review.
@@ -67,10 +80,12 @@ class TrainResult:
     n_holdout: int = 0
     seconds: float = 0.0
     holdout_report: dict | None = None
-    eval_report: dict | None = None
+    eval_reports: dict[str, dict] = field(default_factory=dict)  # by folder label (datasets.folder_labels)
+    folders: list[dict] = field(default_factory=list)  # per training folder: path, label, counts, repeat, digest
     manifest: list[dict] = field(default_factory=list)
     int8_photos: list[Path] = field(default_factory=list)  # calibration photos for the int8 network
     holdout_photos: list[tuple[Path, int]] = field(default_factory=list)  # (photo, class index)
+    holdout_groups: list[int] = field(default_factory=list)  # the training folder of each held-out photo
 
 
 def preprocessing(arch: str, resize: str = "crop") -> dict:
@@ -105,24 +120,73 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def folder_repeats(sizes: list[int], share: float) -> list[int]:
+    """How many times each folder's photos are seen per epoch so that each makes up at least
+    `share` of it (the largest folders once)."""
+    total = sum(sizes)
+    repeats = []
+    for size in sizes:
+        others = total - size
+        if not size or share <= 0 or size >= share * total:
+            repeats.append(1)
+        else:
+            repeats.append(max(1, math.ceil(share * others / ((1 - share) * size) - 1e-9)))
+    return repeats
+
+
+def _as_list(folders) -> list[Path]:
+    if isinstance(folders, (str, Path)):
+        return [Path(folders)]
+    return [Path(folder) for folder in folders or ()]
+
+
 def train(
-    data_dir: Path,
+    data_dirs,
     cfg: TrainConfig,
     progress: Progress = lambda event: None,
     extra_samples=(),
-    eval_dir: Path | None = None,
+    eval_dirs=(),
 ) -> TrainResult:
-    """Fine-tune on an ImageFolder directory; returns the model and its serving config.
+    """Fine-tune on one or more ImageFolder directories; returns the model and its serving config.
 
-    `extra_samples` ((path, class index) pairs, e.g. reviewers' decisions) are always trained
-    on, never held out. `eval_dir`, a labelled folder never trained on, is scored after every
-    epoch (shown and logged only: nothing is fitted on it).
+    The classes are those of all folders together (a folder of real photos may hold a few of
+    them only); the same fraction of each folder is held out, and the held-out photos of all
+    folders fit the routing policy together. `extra_samples` ((path, class index) pairs, e.g.
+    reviewers' decisions) are always trained on, never held out. Every folder of `eval_dirs`
+    (labelled, never trained on) is scored after every epoch (shown and logged only: nothing is
+    fitted on them).
     """
     started = time.monotonic()
     seed_everything(cfg.seed)
-    classes, samples = list_image_folder(data_dir, cfg.max_per_class)
-    train_samples, holdout_samples = split_holdout(samples, cfg.holdout, cfg.seed)
-    train_samples = train_samples + list(extra_samples)
+    data_dirs, eval_dirs = _as_list(data_dirs), _as_list(eval_dirs)
+    if not data_dirs:
+        raise ValueError("no training folder given")
+    classes, listed = list_image_folders(data_dirs, cfg.max_per_class)
+    labels_of_folders = folder_labels(data_dirs)
+    train_samples, holdout_samples, holdout_groups, repeats, folders, manifest = [], [], [], [], [], []
+    for number, ((root, samples), label) in enumerate(zip(listed, labels_of_folders)):
+        kept, held = split_holdout(samples, cfg.holdout, cfg.seed)
+        train_samples.append(kept)
+        holdout_samples += held
+        holdout_groups += [number] * len(held)
+        rows = dataset_manifest(samples, classes, root, folder=label)
+        manifest += rows
+        folders.append(
+            {
+                "path": str(root),
+                "label": label,
+                "n": len(samples),
+                "n_holdout": len(held),
+                "sha256": manifest_digest(rows),
+            }
+        )
+    for folder, repeat in zip(folders, folder_repeats([len(kept) for kept in train_samples], cfg.min_folder_share)):
+        folder["repeat"] = repeat
+        repeats += [repeat] * (folder["n"] - folder["n_holdout"])
+    train_samples = [sample for kept in train_samples for sample in kept] + list(extra_samples)
+    repeats += [1] * len(extra_samples)
+    if extra_samples:
+        manifest += dataset_manifest(list(extra_samples), classes, Path("/"), folder="extra")
     prep = preprocessing(cfg.arch, cfg.resize)
 
     model = backbones.create_pretrained(cfg.arch).eval()
@@ -132,23 +196,26 @@ def train(
         param.requires_grad_(False)
     net = SplitNetwork(model, cfg.unfreeze)
 
-    views = view_transforms(prep, cfg.views if cfg.unfreeze else 1)
-    train_cache, train_labels = cache_prefix(net, train_samples, views, cfg.batch_size, progress)
+    views = view_transforms(prep, cfg.views if cfg.unfreeze else 1, cfg.desk_scenes)
+    train_cache, train_labels, kept = cache_prefix(net, train_samples, views, cfg.batch_size, progress)
     holdout_cache, holdout_labels = None, torch.tensor([], dtype=torch.long)
     if holdout_samples:
-        holdout_cache, holdout_labels = cache_prefix(
+        holdout_cache, holdout_labels, held = cache_prefix(
             net, holdout_samples, views[:1], cfg.batch_size, progress, part="holdout"
         )
+        holdout_samples = [holdout_samples[i] for i in held]
+        holdout_groups = [holdout_groups[i] for i in held]
     scored = {"holdout": (holdout_cache, holdout_labels)}
-    if eval_dir:
-        eval_samples = labelled_samples(Path(eval_dir), classes)
-        scored["val"] = cache_prefix(net, eval_samples, views[:1], cfg.batch_size, progress, part="val")
+    for label, folder in zip(folder_labels(eval_dirs), eval_dirs):
+        eval_samples = labelled_samples(folder, classes)
+        scored[f"val_{label}"] = cache_prefix(net, eval_samples, views[:1], cfg.batch_size, progress, part=label)[:2]
 
     _init_head_by_probe(net, train_cache[0], train_labels, len(classes), cfg.batch_size)
     history = [_epoch_record(0, None, net, scored, cfg.batch_size)]
     progress({"stage": "epoch", **history[-1], "epochs": cfg.epochs, "elapsed": time.monotonic() - started})
     if cfg.epochs > 0:
-        for record in _fine_tune(net, train_cache, train_labels, scored, cfg, progress, started):
+        seen = torch.tensor(repeats)[kept]  # a photo that could not be decoded is not in the cache
+        for record in _fine_tune(net, train_cache, train_labels, seen, scored, cfg, progress, started):
             history.append(record)
     del train_cache
     config = serving_config(cfg.arch, classes, prep, head="linear", training=asdict(cfg))
@@ -158,7 +225,7 @@ def train(
         if cache is not None and len(labels)
     }
     if "holdout" in outputs:
-        config["routing"] = fit_routing(*outputs["holdout"], classes, cfg)
+        config["routing"] = fit_routing(*outputs["holdout"], classes, cfg, torch.tensor(holdout_groups))
     policy = calibration.RoutingPolicy.from_config(config, default_threshold=settings.REVIEW_CONFIDENCE_THRESHOLD)
     reports = {}
     for name, (logits, labels) in outputs.items():
@@ -172,10 +239,12 @@ def train(
         n_holdout=len(holdout_labels),
         seconds=time.monotonic() - started,
         holdout_report=reports.get("holdout"),
-        eval_report=reports.get("val"),
-        manifest=dataset_manifest(samples + list(extra_samples), classes, Path(data_dir)),
+        eval_reports={name: report for name, report in reports.items() if name != "holdout"},
+        folders=folders,
+        manifest=manifest,
         int8_photos=spread_sample([Path(path) for path, _ in train_samples], INT8_CALIBRATION_PHOTOS),
         holdout_photos=[(Path(path), label) for path, label in holdout_samples],
+        holdout_groups=holdout_groups,
     )
 
 
@@ -186,11 +255,21 @@ INT8_CALIBRATION_PHOTOS = 1024
 def int8_routing(result: TrainResult, cfg: TrainConfig) -> tuple[list[tuple[Path, int]], Callable]:
     """What refits the routing policy on the int8 network's outputs (services.register_model)."""
     classes = result.config["classes"]
-    return result.holdout_photos, lambda logits, labels: fit_routing(logits, labels, classes, cfg)
+    groups = torch.tensor(result.holdout_groups)
+
+    def fit(logits: torch.Tensor, labels: torch.Tensor, positions: list[int]) -> dict:
+        return fit_routing(logits, labels, classes, cfg, groups[positions] if len(groups) else None)
+
+    return result.holdout_photos, fit
 
 
-def fit_routing(logits: torch.Tensor, labels: torch.Tensor, classes: list[str], cfg: TrainConfig) -> dict:
-    """Temperature, per-class auto-accept thresholds and the open-set threshold, from held-out photos."""
+def fit_routing(
+    logits: torch.Tensor, labels: torch.Tensor, classes: list[str], cfg: TrainConfig, groups: torch.Tensor | None = None
+) -> dict:
+    """Temperature, per-class auto-accept thresholds and the open-set threshold, from held-out photos.
+
+    `groups` (the folder of each held-out photo) make every folder weigh the same in the open-set
+    threshold (`calibration.known_quantile`); temperature and thresholds pool the photos."""
     target = cfg.target_precision if cfg.target_precision is not None else settings.AUTO_ACCEPT_PRECISION
     temperature = calibration.fit_temperature(logits, labels)
     probs = (logits / temperature).softmax(dim=1)
@@ -205,7 +284,7 @@ def fit_routing(logits: torch.Tensor, labels: torch.Tensor, classes: list[str], 
         "holdout_accepted_precision": thresholds["accepted_precision"],
         "unknown": {
             "method": cfg.unknown_method,
-            "threshold": calibration.known_quantile(scores, cfg.unknown_rate),
+            "threshold": calibration.known_quantile(scores, cfg.unknown_rate, groups),
             "known_rate": cfg.unknown_rate,
         },
         "fitted_on": len(labels),
@@ -221,14 +300,16 @@ def _init_head_by_probe(net: SplitNetwork, cache: torch.Tensor, labels: torch.Te
 
 
 def _fine_tune(
-    net, train_cache, train_labels, scored: dict, cfg: TrainConfig, progress, started=None
+    net, train_cache, train_labels, repeats, scored: dict, cfg: TrainConfig, progress, started=None
 ) -> Iterator[dict]:
+    """Epochs over the cached photos, each seen `repeats[i]` times per epoch (a random view each time)."""
     modules = net.trainable_modules()
     params = [p for module in modules for p in module.parameters()]
     for param in params:
         param.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n = len(train_labels)
+    occurrences = torch.repeat_interleave(torch.arange(len(train_labels)), repeats)
+    n = len(occurrences)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = max(1, steps_per_epoch // 2)
@@ -243,12 +324,16 @@ def _fine_tune(
     tuning_started = time.monotonic()
     for epoch in range(1, cfg.epochs + 1):
         net.set_training(True)
-        order = torch.randperm(n, generator=generator)
+        order = occurrences[torch.randperm(n, generator=generator)]
         view_of = torch.randint(0, n_views, (n,), generator=generator)
         losses = []
         for step, start in enumerate(range(0, n, cfg.batch_size), 1):
             idx = order[start : start + cfg.batch_size]
-            x = train_cache[view_of[idx], idx].float().contiguous(memory_format=torch.channels_last)
+            x = (
+                train_cache[view_of[start : start + cfg.batch_size], idx]
+                .float()
+                .contiguous(memory_format=torch.channels_last)
+            )
             logits = net.model.classifier(net.suffix(x))
             loss = F.cross_entropy(logits, train_labels[idx], label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)

@@ -232,11 +232,12 @@ SHARED_DATASETS = next(
     (folder / "shared" / "datasets" for folder in BASE_DIR.parents if (folder / "shared" / "datasets").is_dir()),
     BASE_DIR.parent / "shared" / "datasets",
 )
-_dev_train = SHARED_DATASETS / "refund-items" / "train"
-TRAIN_DATA_DIR = env_str("TRAIN_DATA_DIR", str(_dev_train) if _dev_train.is_dir() else "")
+# Labelled folders (one or more, comma-separated): catalogue photos, and real photos of returns
+# where there are some. Missing development folders are left out.
+_dev = [SHARED_DATASETS / name for name in ("refund-items", "refund-items-real")]
+TRAIN_DATA_DIR = env_list("TRAIN_DATA_DIR") or [str(d / "train") for d in _dev if (d / "train").is_dir()]
 # Labelled photos never trained on: per-epoch accuracy in `train`, the gate of `promote`.
-_dev_val = SHARED_DATASETS / "refund-items" / "val"
-EVAL_DATA_DIR = env_str("EVAL_DATA_DIR", str(_dev_val) if _dev_val.is_dir() else "")
+EVAL_DATA_DIR = env_list("EVAL_DATA_DIR") or [str(d / "val") for d in _dev if (d / "val").is_dir()]
 
 INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "auto", ("auto", "cpu", "cuda"))
 INFERENCE_THREADS = env_int("INFERENCE_THREADS", 0, minimum=0)  # 0: one per core

@@ -17,6 +17,8 @@ from PIL import Image as PILImage
 from classifier.imaging import FailureReason
 
 DATASET = Path(os.environ.get("REFUND_ITEMS_DIR", settings.SHARED_DATASETS / "refund-items"))
+# Real photos of returns (phone photos on beds and floors) of a few of the classes.
+REAL_DATASET = Path(os.environ.get("REFUND_ITEMS_REAL_DIR", settings.SHARED_DATASETS / "refund-items-real"))
 BAD_INPUTS = Path(os.environ.get("BAD_INPUTS_DIR", settings.SHARED_DATASETS / "bad-inputs"))
 
 # What becomes of each hostile file of bad-inputs/ (its README): accepted, or refused with a reason.
@@ -88,12 +90,16 @@ def register_file(path: Path, source: str = "inbox"):
     return image
 
 
-def small_folder(tmp_path, split="val", classes=("jeans", "sunglasses", "watches"), per_class=6):
+def small_folder(
+    tmp_path, split="val", classes=("jeans", "sunglasses", "watches"), per_class=6, dataset: Path = DATASET
+):
     """An ImageFolder of links to a few development photos (the photos themselves stay where they are)."""
     require_dataset()
+    if not (dataset / split).is_dir():
+        pytest.fail(f"the photo set is missing at {dataset}")
     for name in classes:
         (tmp_path / name).mkdir(parents=True)
-        for path in sorted((DATASET / split / name).glob("*.jpg"))[:per_class]:
+        for path in sorted((dataset / split / name).glob("*.jpg"))[:per_class]:
             os.symlink(path, tmp_path / name / path.name)
     return tmp_path
 

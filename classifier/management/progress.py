@@ -28,9 +28,9 @@ class TrainingProgress:
             loss = f"{event['train_loss']:.3f}" if event["train_loss"] is not None else "-"
             parts = [f"epoch {event['epoch']}/{event['epochs']}: train loss {loss}"]
             parts += [
-                f"{name} accuracy {percent(event.get(f'{name}_accuracy'))}"
-                for name in ("holdout", "val")
-                if f"{name}_accuracy" in event
+                f"{key.removesuffix('_accuracy').replace('_', ' ', 1)} accuracy {percent(value)}"
+                for key, value in event.items()
+                if key.endswith("_accuracy")
             ]
             if "elapsed" in event:
                 parts.append(f"elapsed {minutes(event['elapsed'])}")

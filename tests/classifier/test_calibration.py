@@ -110,6 +110,19 @@ def test_known_quantile_flags_the_given_share_of_known_photos():
     assert int((scores > threshold).sum()) == 5
 
 
+def test_known_quantile_weighs_each_group_the_same_however_many_photos_it_has():
+    # 100 catalogue photos scoring 0..99 and 10 real ones scoring far higher (less familiar).
+    scores = torch.cat([torch.arange(100, dtype=torch.float), 200 + torch.arange(10, dtype=torch.float)])
+    groups = torch.tensor([0] * 100 + [1] * 10)
+    pooled = calibration.known_quantile(scores, 0.05)
+    grouped = calibration.known_quantile(scores, 0.05, groups)
+    assert int((scores[100:] > pooled).sum()) == 6  # pooled: most real photos flagged, no catalogue one
+    flagged = scores > grouped
+    # Grouped: the mean of the two groups' flagged shares stays within 5%.
+    assert (flagged[:100].float().mean() + flagged[100:].float().mean()) / 2 <= 0.05
+    assert int(flagged[100:].sum()) == 1
+
+
 def test_routing_policy_gives_each_prediction_its_reason():
     config = {
         "routing": {

@@ -10,8 +10,9 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from classifier import inference, registry, services, training
+from classifier.datasets import folder_label
 from classifier.models import AliasChange
-from tests.helpers import DATASET, IsolatedRegistry, make_user, small_folder
+from tests.helpers import DATASET, REAL_DATASET, IsolatedRegistry, make_user, small_folder
 
 
 def run_command(*args) -> str:
@@ -43,8 +44,10 @@ class TrainCommandTests(IsolatedRegistry):
             stderr=err,
         )
         summary = json.loads(out.getvalue())
+        label = folder_label(val)
+        assert set(summary["val_accuracy"]) == {label}
         # Progress: one line per epoch with loss, accuracies and the time left.
-        assert "epoch 1/1: train loss" in err.getvalue() and "val accuracy" in err.getvalue()
+        assert "epoch 1/1: train loss" in err.getvalue() and f"val {label} accuracy" in err.getvalue()
         assert "ETA" in err.getvalue()
         assert registry.alias_version("staging") == summary["version"]
         assert registry.alias_version("production") is None  # promotion is a separate, deliberate step
@@ -53,23 +56,25 @@ class TrainCommandTests(IsolatedRegistry):
         assert info.tags["arch"] == "lite0" and not info.demo
         run = registry.client().get_run(info.run_id)
         assert run.data.params["epochs"] == "1"
-        assert {"holdout_accuracy", "val_accuracy", "train_loss", "val_ece", "holdout_auto_accept_rate"} <= set(
-            run.data.metrics
-        )
-        history = registry.client().get_metric_history(info.run_id, "val_accuracy")
+        assert run.data.params["data"] == str(data) and run.data.params["val_data"] == str(val)
+        assert run.data.params[f"data_{folder_label(data)}_n"] == "30"
+        assert len(run.data.params[f"data_{folder_label(data)}_sha256"]) == 64
+        val_metrics = {f"val_{label}_accuracy", f"val_{label}_ece"}
+        assert {"holdout_accuracy", "train_loss", "holdout_auto_accept_rate", *val_metrics} <= set(run.data.metrics)
+        history = registry.client().get_metric_history(info.run_id, f"val_{label}_accuracy")
         assert [m.step for m in history] == [0, 1]  # after the probe and after the epoch
         artifacts = {a.path for a in registry.client().list_artifacts(info.run_id)}
         assert {
             "classes.json",
             "holdout_report.json",
-            "val_report.json",
-            "confusion_matrix_val.png",
+            f"val_{label}_report.json",
+            f"confusion_matrix_val_{label}.png",
             "dataset_manifest.csv",
             "serving_config.json",
         } <= artifacts
         manifest = open(registry.client().download_artifacts(info.run_id, "dataset_manifest.csv", str(self.tmp_path)))
         rows = manifest.read().splitlines()
-        assert rows[0] == "class,file,sha256" and len(rows) == 31
+        assert rows[0] == "folder,class,file,sha256" and len(rows) == 31
         assert len(run.data.params["dataset_manifest_sha256"]) == 64
         classes = json.loads(
             open(registry.client().download_artifacts(info.run_id, "classes.json", str(self.tmp_path))).read()
@@ -95,6 +100,45 @@ class TrainCommandTests(IsolatedRegistry):
     def test_it_explains_a_missing_folder(self):
         with pytest.raises(CommandError, match="not a directory"):
             run_command("train", "--data", str(self.tmp_path / "nowhere"))
+
+    def test_catalogue_and_real_folders_train_together_and_are_scored_apart(self):
+        # Catalogue photos of three classes, and a folder of real photos of two of them: the
+        # model knows all three, the small folder counts for a fair share of each epoch, and
+        # both kinds of held-out photos fit the routing.
+        catalogue = small_folder(self.tmp_path / "catalogue" / "train", split="train", per_class=12)
+        real = small_folder(
+            self.tmp_path / "real" / "train",
+            split="train",
+            classes=("jeans", "shirts"),
+            per_class=4,
+            dataset=REAL_DATASET,
+        )
+        real_val = small_folder(
+            self.tmp_path / "real" / "val", split="val", classes=("jeans",), per_class=3, dataset=REAL_DATASET
+        )
+        catalogue_val = small_folder(self.tmp_path / "catalogue" / "val", split="val", per_class=2)
+        out = run_command(
+            "train", "--data", str(catalogue), str(real), "--val", str(catalogue_val), str(real_val),
+            "--epochs", "1", "--unfreeze", "1", "--holdout", "0.25", "--min-folder-share", "0.4", "--no-int8", "--json",
+        )  # fmt: skip
+        summary = json.loads(out)
+        assert set(summary["val_accuracy"]) == {"catalogue", "real"}
+        folders = {folder["label"]: folder for folder in summary["folders"]}
+        assert (folders["catalogue"]["n"], folders["real"]["n"]) == (36, 8)
+        # 6 real training photos beside 27 catalogue ones: seen 3 times per epoch, they make up 40% of it.
+        assert folders["catalogue"]["repeat"] == 1 and folders["real"]["repeat"] == 3
+        info = registry.describe_version(summary["version"])
+        params = registry.client().get_run(info.run_id).data.params
+        assert params["data_real_n"] == "8" and params["data_real_repeat"] == str(folders["real"]["repeat"])
+        assert params["data_catalogue_sha256"] != params["data_real_sha256"]
+        classifier = inference.get_classifier(summary["version"])
+        assert classifier.classes == ["jeans", "shirts", "sunglasses", "watches"]
+        assert classifier.config["routing"]["fitted_on"] == 9 + 2  # a quarter of each folder
+        lines = run_command(
+            "evaluate", "--version", summary["version"], "--data", str(catalogue_val), str(real_val), "--json"
+        )
+        reports = [json.loads(line) for line in lines.splitlines()]
+        assert [(report["data"], report["n"]) for report in reports] == [(str(catalogue_val), 6), (str(real_val), 3)]
 
 
 class LifecycleTests(IsolatedRegistry):
@@ -142,7 +186,8 @@ class LifecycleTests(IsolatedRegistry):
         )
         assert actions == [("promote", "", first), ("promote", first, second), ("rollback", second, first)]
         promoted = AliasChange.objects.filter(action="promote").order_by("id").last()
-        assert promoted.evaluation["candidate"]["n"] == 9 and "production" in promoted.evaluation
+        label = folder_label(val)
+        assert promoted.evaluation["candidate"][label]["n"] == 9 and label in promoted.evaluation["production"]
         assert all("manage.py" in change.actor for change in AliasChange.objects.all())
         with pytest.raises(CommandError, match="no earlier production version"):
             run_command("rollback")
@@ -152,13 +197,14 @@ class LifecycleTests(IsolatedRegistry):
         val = small_folder(self.tmp_path / "val", split="val", per_class=4)
         good, bad = self.register_probe(train), self.register_probe(train, rotate_classes=True)
         run_command("promote", "--version", good, "--data", str(val))
-        with pytest.raises(CommandError, match="promotion refused: accuracy"):
+        with pytest.raises(CommandError, match=f"promotion refused: {folder_label(val)}: accuracy"):
             run_command("promote", "--version", bad, "--data", str(val))
         assert registry.alias_version("production") == good
         run_command("promote", "--version", bad, "--data", str(val), "--force")
         assert registry.alias_version("production") == bad
         forced = AliasChange.objects.filter(action="forced_promote").get()
-        assert forced.evaluation["candidate"]["accuracy"] < forced.evaluation["production"]["accuracy"]
+        label = folder_label(val)
+        assert forced.evaluation["candidate"][label]["accuracy"] < forced.evaluation["production"][label]["accuracy"]
         assert forced.evaluation["problems"]
 
     def test_promote_without_a_folder_to_compare_on_is_refused_unless_forced(self):
@@ -181,7 +227,8 @@ class LifecycleTests(IsolatedRegistry):
         admin.save()
         self.client.force_login(admin)
         listing = self.client.get("/admin/classifier/aliaschange/").content.decode()
-        assert f"{change.evaluation['candidate']['accuracy']:.2%}" in listing
+        label = folder_label(val)
+        assert f"{label} {change.evaluation['candidate'][label]['accuracy']:.2%}" in listing
         detail = self.client.get(f"/admin/classifier/aliaschange/{change.pk}/change/").content.decode()
         assert "candidate" in detail and "recall" in detail
         assert self.client.post("/admin/classifier/aliaschange/add/").status_code == 403

@@ -12,12 +12,16 @@ from classifier.models import AliasChange
 class Command(BaseCommand):
     help = (
         "Make sure a production model exists: a linear head on the pretrained backbone when labelled photos "
-        "are at hand (TRAIN_DATA_DIR), else the ImageNet-to-category demo model."
+        "are at hand (TRAIN_DATA_DIR: catalogue photos, and real photos of returns where there are some), "
+        "else the ImageNet-to-category demo model."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--data", default=settings.TRAIN_DATA_DIR, help="ImageFolder directory (default: TRAIN_DATA_DIR)"
+            "--data",
+            nargs="+",
+            default=settings.TRAIN_DATA_DIR,
+            help="one or more ImageFolder directories (default: TRAIN_DATA_DIR)",
         )
         parser.add_argument("--demo", action="store_true", help="register the demo model even if data is at hand")
         parser.add_argument(
@@ -33,9 +37,10 @@ class Command(BaseCommand):
         if current is not None:
             self.stdout.write(f"production is already version {current} of {settings.MODEL_NAME}")
             return
-        data = Path(options["data"]) if options["data"] and not options["demo"] else None
-        if data is not None and not data.is_dir():
-            raise CommandError(f"{data} is not a directory")
+        data = [] if options["demo"] else [Path(folder) for folder in options["data"] or () if folder]
+        for folder in data:
+            if not folder.is_dir():
+                raise CommandError(f"{folder} is not a directory")
         actor = command_actor("bootstrap_model")
         if data:
             registered = self.linear_probe(data, actor, build_int8=not options["no_int8"])
@@ -46,11 +51,12 @@ class Command(BaseCommand):
         kind = "linear probe" if data else "DEMO (ImageNet mapping, about 67% accurate)"
         self.stdout.write(self.style.SUCCESS(f"production is now version {registered.version}: {kind}"))
 
-    def linear_probe(self, data: Path, actor: str, build_int8: bool = True) -> services.Registered:
+    def linear_probe(self, data: list[Path], actor: str, build_int8: bool = True) -> services.Registered:
         from classifier import training
 
         self.stdout.write(
-            f"Fitting a linear head on the pretrained backbone with the photos in {data} (about a minute)"
+            f"Fitting a linear head on the pretrained backbone with the photos in {', '.join(map(str, data))} "
+            "(a few minutes)"
         )
         progress = TrainingProgress(self.stderr.write)
         try:

@@ -14,24 +14,28 @@ class Command(ModelVersionCommand):
         parser.add_argument("--version", help="version number (default: the staging version)")
         parser.add_argument(
             "--data",
+            nargs="+",
             default=settings.EVAL_DATA_DIR,
-            help="labelled folder both versions are scored on; a candidate worse than production is refused "
-            "(default: EVAL_DATA_DIR)",
+            help="labelled folders both versions are scored on, each on its own; a candidate worse than "
+            "production on any of them is refused (default: EVAL_DATA_DIR)",
         )
         parser.add_argument("--force", action="store_true", help="promote even if it scores worse")
 
     def handle(self, *args, **options):
-        data = Path(options["data"]) if options["data"] else None
+        data = [Path(folder) for folder in options["data"] or () if folder]
         try:
             change = services.promote(
-                options["version"], command_actor("promote"), data_dir=data, force=options["force"]
+                options["version"], command_actor("promote"), data_dirs=data, force=options["force"]
             )
         except services.PromotionRefused as exc:
             raise CommandError(f"promotion refused: {exc}") from exc
         for problem in change.evaluation.get("problems", []):
             self.stderr.write(self.style.WARNING(f"forced past: {problem}"))
-        figures = change.evaluation.get("candidate")
-        scored = f" (accuracy {figures['accuracy']:.2%} on {figures['n']} photos)" if figures else ""
+        figures = change.evaluation.get("candidate") or {}
+        scored = "; ".join(
+            f"accuracy {row['accuracy']:.2%} on {row['n']} photos of {label}" for label, row in figures.items()
+        )
+        scored = f" ({scored})" if scored else ""
         self.stdout.write(
             self.style.SUCCESS(f"production: version {change.from_version or '(none)'} -> {change.to_version}{scored}")
         )

@@ -1,3 +1,4 @@
+import argparse
 import json
 from dataclasses import fields
 from pathlib import Path
@@ -8,7 +9,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from classifier import services
-from classifier.datasets import list_image_folder
+from classifier.datasets import list_image_folders
 from classifier.management import command_actor
 from classifier.management.progress import TrainingProgress, percent
 from classifier.models import AliasChange
@@ -24,7 +25,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         defaults = TrainConfig()
         parser.add_argument(
-            "--data", default=settings.TRAIN_DATA_DIR, help="ImageFolder directory (default: TRAIN_DATA_DIR)"
+            "--data",
+            nargs="+",
+            default=settings.TRAIN_DATA_DIR,
+            help="one or more ImageFolder directories, trained on together (default: TRAIN_DATA_DIR)",
         )
         parser.add_argument("--arch", default=defaults.arch, choices=["lite0", "lite1", "lite2"])
         parser.add_argument(
@@ -46,11 +50,24 @@ class Command(BaseCommand):
             help="pad: whole photo on a white square; crop: centre crop",
         )
         parser.add_argument(
-            "--val",
-            default=settings.EVAL_DATA_DIR,
-            help="labelled folder scored after every epoch, never trained on (default: EVAL_DATA_DIR)",
+            "--desk-scenes",
+            action=argparse.BooleanOptionalAction,
+            default=defaults.desk_scenes,
+            help="second view of a catalogue photo: the item laid on a generated background",
         )
-        parser.add_argument("--no-val", action="store_true", help="do not score a validation folder")
+        parser.add_argument(
+            "--min-folder-share",
+            type=float,
+            default=defaults.min_folder_share,
+            help="every training folder makes up at least this share of an epoch (a small one is repeated)",
+        )
+        parser.add_argument(
+            "--val",
+            nargs="+",
+            default=settings.EVAL_DATA_DIR,
+            help="labelled folders scored after every epoch, never trained on (default: EVAL_DATA_DIR)",
+        )
+        parser.add_argument("--no-val", action="store_true", help="do not score validation folders")
         parser.add_argument(
             "--target-precision",
             type=float,
@@ -77,18 +94,18 @@ class Command(BaseCommand):
         return {}
 
     def handle(self, *args, **options):
-        if not options["data"]:
+        data_dirs = [Path(folder) for folder in options["data"] or () if folder]
+        if not data_dirs:
             raise CommandError("no training data: pass --data DIR or set TRAIN_DATA_DIR")
         executor = MigrationExecutor(connection)
         if executor.migration_plan(executor.loader.graph.leaf_nodes()):
             # Found now, not after minutes of training: the alias move is recorded there.
             raise CommandError("the database has unapplied migrations: run manage.py migrate first")
-        data_dir = Path(options["data"])
         names = {f.name for f in fields(TrainConfig)}
         cfg = TrainConfig(**{key: value for key, value in options.items() if key in names})
-        val_dir = None if options["no_val"] or not options["val"] else Path(options["val"])
+        val_dirs = [] if options["no_val"] else [Path(folder) for folder in options["val"] or () if folder]
         try:
-            classes, _ = list_image_folder(data_dir, max_per_class=0)
+            classes, _ = list_image_folders(data_dirs, max_per_class=0)
             extra = self.extra_samples(options, classes)
         except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
@@ -96,14 +113,14 @@ class Command(BaseCommand):
         progress = TrainingProgress(self.stderr.write)
         try:
             trained = services.train_and_register(
-                data_dir,
+                data_dirs,
                 cfg,
                 run_name=f"train-{cfg.arch}",
                 actor=command_actor("train"),
                 action=AliasChange.Action.TRAIN,
                 extra_samples=[sample for samples in extra.values() for sample in samples],
                 extra_params=counts,
-                eval_dir=val_dir,
+                eval_dirs=val_dirs,
                 build_int8=not options["no_int8"],
                 progress=progress,
             )
@@ -115,11 +132,13 @@ class Command(BaseCommand):
 
     def report(self, trained: services.Trained, counts: dict, as_json: bool) -> None:
         result = trained.result
+        val = {name.removeprefix("val_"): report["accuracy"] for name, report in result.eval_reports.items()}
         summary = {
             "version": trained.version,
             "run_id": trained.run_id,
             "holdout_accuracy": result.history[-1]["holdout_accuracy"],
-            "val_accuracy": result.history[-1].get("val_accuracy"),
+            "val_accuracy": val,
+            "folders": result.folders,
             **counts,
             "n_train": result.n_train,
             "n_holdout": result.n_holdout,
@@ -132,7 +151,8 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"Registered {settings.MODEL_NAME} version {trained.version} as staging "
                 f"({result.n_train} photos, {result.seconds / 60:.1f} min, holdout accuracy "
-                f"{percent(summary['holdout_accuracy'])}, val accuracy {percent(summary['val_accuracy'])}). "
-                "Promote it with: manage.py promote"
+                f"{percent(summary['holdout_accuracy'])}"
+                + "".join(f", val accuracy {percent(value)} on {name}" for name, value in val.items())
+                + "). Promote it with: manage.py promote"
             )
         )

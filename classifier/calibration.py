@@ -27,15 +27,26 @@ ECE_BINS = 15
 # --- Temperature --------------------------------------------------------------------
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The T minimising the negative log-likelihood of softmax(logits / T) (T > 0)."""
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, label_noise: float = 0.0) -> float:
+    """The T minimising the negative log-likelihood of softmax(logits / T) (T > 0).
+
+    `label_noise` is the share of held-out labels taken to be wrong, whatever the photo: the
+    likelihood is that of (1 - label_noise) * softmax + label_noise / classes. Without it a few
+    confidently "wrong" photos whose label is the mistake (the catalogue has some: docs/model.md)
+    dominate the fit, soften every confidence and make T swing with which photos were held out.
+    """
     logits = logits.detach().float().clone()  # inference-mode tensors cannot join autograd
     log_t = torch.zeros((), requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+    uniform = label_noise / max(1, logits.shape[1])
 
     def closure():
         optimizer.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        if label_noise:
+            probs = (1 - label_noise) * (logits / log_t.exp()).softmax(dim=1) + uniform
+            loss = -probs.gather(1, labels[:, None]).log().mean()
+        else:
+            loss = F.cross_entropy(logits / log_t.exp(), labels)
         loss.backward()
         return loss
 

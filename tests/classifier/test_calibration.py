@@ -26,6 +26,18 @@ def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_with():
     assert calibration.fit_temperature(logits, labels) == pytest.approx(0.5, abs=0.05)
 
 
+def test_a_few_wrong_labels_do_not_soften_every_confidence_when_label_noise_is_allowed_for():
+    logits, labels = overconfident(true_temperature=0.5, seed=2)
+    # 2% of the labels replaced by a random class, as mislabelled held-out photos would be.
+    generator = torch.Generator().manual_seed(3)
+    flipped = torch.rand(len(labels), generator=generator) < 0.02
+    noisy = torch.where(flipped, torch.randint(0, 5, labels.shape, generator=generator), labels)
+    plain = calibration.fit_temperature(logits, noisy)
+    aware = calibration.fit_temperature(logits, noisy, label_noise=0.02)
+    assert plain > 0.6  # pulled far up by the few confidently "wrong" photos
+    assert aware == pytest.approx(0.5, abs=0.05)
+
+
 def test_ece_is_the_weighted_gap_between_confidence_and_accuracy():
     # Four photos at 0.9 confidence, three right: one bin, |0.75 - 0.9| = 0.15.
     probs = torch.tensor([[0.9, 0.1]] * 4)

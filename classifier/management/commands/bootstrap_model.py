@@ -9,6 +9,11 @@ from classifier.management.progress import TrainingProgress
 from classifier.models import AliasChange
 
 
+# The linear probe reads this many photos per class of each folder at most: the catalogue's 400
+# and every real photo, a first model in minutes even where TRAIN_DATA_DIR holds thousands more.
+BOOTSTRAP_PER_CLASS = 400
+
+
 class Command(BaseCommand):
     help = (
         "Make sure a production model exists: a linear head on the pretrained backbone when labelled photos "
@@ -22,6 +27,12 @@ class Command(BaseCommand):
             nargs="+",
             default=settings.TRAIN_DATA_DIR,
             help="one or more ImageFolder directories (default: TRAIN_DATA_DIR)",
+        )
+        parser.add_argument(
+            "--max-per-class",
+            type=int,
+            default=BOOTSTRAP_PER_CLASS,
+            help=f"photos per class and folder at most, so the first model is quick (default {BOOTSTRAP_PER_CLASS})",
         )
         parser.add_argument("--demo", action="store_true", help="register the demo model even if data is at hand")
         parser.add_argument(
@@ -43,7 +54,7 @@ class Command(BaseCommand):
                 raise CommandError(f"{folder} is not a directory")
         actor = command_actor("bootstrap_model")
         if data:
-            registered = self.linear_probe(data, actor, build_int8=not options["no_int8"])
+            registered = self.linear_probe(data, actor, options["max_per_class"], build_int8=not options["no_int8"])
         else:
             registered = self.demo()
             for alias in (services.STAGING, services.PRODUCTION):
@@ -51,7 +62,9 @@ class Command(BaseCommand):
         kind = "linear probe" if data else "DEMO (ImageNet mapping, about 67% accurate)"
         self.stdout.write(self.style.SUCCESS(f"production is now version {registered.version}: {kind}"))
 
-    def linear_probe(self, data: list[Path], actor: str, build_int8: bool = True) -> services.Registered:
+    def linear_probe(
+        self, data: list[Path], actor: str, max_per_class: int, build_int8: bool = True
+    ) -> services.Registered:
         from classifier import training
 
         self.stdout.write(
@@ -62,7 +75,7 @@ class Command(BaseCommand):
         try:
             return services.train_and_register(
                 data,
-                training.TrainConfig(epochs=0, unfreeze=0),
+                training.TrainConfig(epochs=0, unfreeze=0, max_per_class=max_per_class),
                 run_name="bootstrap-linear-probe",
                 actor=actor,
                 action=AliasChange.Action.BOOTSTRAP,

@@ -53,7 +53,8 @@ class Command(BaseCommand):
             "--desk-scenes",
             action=argparse.BooleanOptionalAction,
             default=defaults.desk_scenes,
-            help="second view of a catalogue photo: the item laid on a generated background",
+            help="second view of a catalogue photo: the item laid on a generated background (default; "
+            "--no-desk-scenes: its mirror image)",
         )
         parser.add_argument(
             "--min-folder-share",
@@ -73,6 +74,12 @@ class Command(BaseCommand):
             type=float,
             default=None,
             help="precision of auto-accepted photos on held-out photos (default: AUTO_ACCEPT_PRECISION)",
+        )
+        parser.add_argument(
+            "--label-noise",
+            type=float,
+            default=defaults.label_noise,
+            help="share of held-out labels taken to be wrong when fitting the temperature",
         )
         parser.add_argument("--unknown-method", default=defaults.unknown_method, choices=["energy", "max_logit", "msp"])
         parser.add_argument(

@@ -31,6 +31,6 @@ class Command(train.Command):
         skipped = len(reviewed) - len(samples)
         self.stderr.write(
             f"including {len(samples)} reviewed photos"
-            + (f" ({skipped} skipped: their class is not in {options['data']})" if skipped else "")
+            + (f" ({skipped} skipped: their class is not in {', '.join(options['data'])})" if skipped else "")
         )
         return {"reviews": samples}

@@ -8,7 +8,6 @@ from classifier.management import command_actor
 from classifier.management.progress import TrainingProgress
 from classifier.models import AliasChange
 
-
 # The linear probe reads this many photos per class of each folder at most: the catalogue's 400
 # and every real photo, a first model in minutes even where TRAIN_DATA_DIR holds thousands more.
 BOOTSTRAP_PER_CLASS = 400

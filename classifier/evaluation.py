@@ -28,13 +28,24 @@ def routing_report(policy: calibration.RoutingPolicy, classes: list[str], logits
 SEED_CLASSES = ["casual_shoes", "handbags", "shirts", "tops", "watches"]
 
 
-def evaluate(classifier, data_dir: Path, max_per_class: int | None = None, progress: Progress = lambda e: None) -> dict:
+def evaluate(
+    classifier,
+    data_dir: Path,
+    max_per_class: int | None = None,
+    progress: Progress = lambda e: None,
+    only: list[str] | None = None,
+) -> dict:
     """Score a loaded classifier (the serving path itself) on a labelled folder: accuracy, per
-    class figures, calibration (ECE before and after) and what the routing would accept."""
+    class figures, calibration (ECE before and after) and what the routing would accept.
+
+    `only`: score the photos of these classes and leave the folder's others out (listed in
+    `classes_left_out`); without it, a folder class the model does not know is an error."""
     folder_classes, samples = list_image_folder(data_dir, max_per_class)
-    unknown = sorted(set(folder_classes) - set(classifier.classes))
+    left_out = sorted(set(folder_classes) - set(only)) if only is not None else []
+    unknown = sorted(set(folder_classes) - set(classifier.classes) - set(left_out))
     if unknown:
         raise ValueError(f"classes the model does not know: {', '.join(unknown)}")
+    samples = [(path, label) for path, label in samples if folder_classes[label] not in left_out]
     classes = list(classifier.classes)
     truth, outputs, skipped = [], [], 0
     for start in range(0, len(samples), 256):
@@ -55,7 +66,7 @@ def evaluate(classifier, data_dir: Path, max_per_class: int | None = None, progr
     reasons = [outcome.review_reason for outcome in classifier.classifications(logits)]
     raw = probs if classifier.config["head"] == "imagenet_mapping" else logits.softmax(dim=1)
     report = classification_report(classes, truth, probs.argmax(dim=1).tolist())
-    report |= {"unreadable": skipped, "temperature": classifier.routing.temperature}
+    report |= {"unreadable": skipped, "temperature": classifier.routing.temperature, "classes_left_out": left_out}
     report |= calibration.routing_figures(probs, raw, labels, reasons)
     if all(name in classes for name in SEED_CLASSES):
         report["seed_classes"] = seed_class_report(classes, probs, labels)

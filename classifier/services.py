@@ -184,6 +184,8 @@ def compare_reports(candidate: dict, production: dict) -> list[str]:
     if candidate["accuracy"] < production["accuracy"]:
         problems.append(f"accuracy {candidate['accuracy']:.2%} < production {production['accuracy']:.2%}")
     for name, theirs in production["per_class"].items():
+        if not theirs.get("support", 1):
+            continue  # no photo of it was scored
         ours = candidate["per_class"].get(name)
         if ours is None:
             problems.append(f"class {name!r} is missing")
@@ -206,7 +208,7 @@ def promote(version: str | None, actor: str, *, data_dirs: Iterable[Path] = (), 
     unless forced. Without a folder to score on, only a forced promotion (or the very first
     one) goes through. The figures are kept by folder label (`datasets.folder_labels`)."""
     from . import inference, registry
-    from .datasets import folder_labels
+    from .datasets import folder_labels, list_image_folder
     from .evaluation import evaluate
 
     version = version or registry.alias_version(STAGING)
@@ -219,11 +221,24 @@ def promote(version: str | None, actor: str, *, data_dirs: Iterable[Path] = (), 
     evaluation: dict = {}
     if data_dirs:
         evaluation = {"data": [str(folder) for folder in data_dirs], "candidate": {}, "problems": []}
+        challenger = inference.get_classifier(version)
+        incumbent = inference.get_classifier(current) if current is not None else None
+        # Both are scored on the photos of the classes both know (a version trained on some of
+        # the classes is compared on those).
+        known = [name for name in challenger.classes if incumbent is None or name in incumbent.classes]
         for label, folder in zip(folder_labels(data_dirs), data_dirs):
-            candidate = evaluate(inference.get_classifier(version), folder)
+            folder_classes, _ = list_image_folder(folder, max_per_class=0)
+            if not set(folder_classes) & set(known):
+                raise PromotionRefused(
+                    f"{folder} holds none of the classes version {version} is scored on ({', '.join(known)}): "
+                    "pass --data with labelled folders of those classes"
+                )
+            candidate = evaluate(challenger, folder, only=known)
             evaluation["candidate"][label] = evaluation_summary(candidate)
-            if current is not None:
-                baseline = evaluate(inference.get_classifier(current), folder)
+            if candidate["classes_left_out"]:
+                evaluation.setdefault("classes_left_out", {})[label] = candidate["classes_left_out"]
+            if incumbent is not None:
+                baseline = evaluate(incumbent, folder, only=known)
                 evaluation.setdefault("production", {})[label] = evaluation_summary(baseline)
                 evaluation["problems"] += [f"{label}: {problem}" for problem in compare_reports(candidate, baseline)]
     elif current is not None:

@@ -207,6 +207,24 @@ class LifecycleTests(IsolatedRegistry):
         assert forced.evaluation["candidate"][label]["accuracy"] < forced.evaluation["production"][label]["accuracy"]
         assert forced.evaluation["problems"]
 
+    def test_a_version_trained_on_some_of_the_classes_is_promoted_on_the_photos_of_those(self):
+        three = small_folder(self.tmp_path / "three", split="train", per_class=6)
+        two = small_folder(self.tmp_path / "two", split="train", classes=("jeans", "watches"), per_class=6)
+        val = small_folder(self.tmp_path / "val", split="val", per_class=4)  # jeans, sunglasses, watches
+        run_command("promote", "--version", self.register_probe(three), "--data", str(val))
+        subset = self.register_probe(two)
+        out = run_command("promote", "--version", subset, "--data", str(val))
+        assert registry.alias_version("production") == subset
+        assert "photos of sunglasses left out" in out
+        change = AliasChange.objects.filter(to_version=subset).get()
+        label = folder_label(val)
+        assert change.evaluation["candidate"][label]["n"] == 8  # jeans and watches only
+        assert change.evaluation["classes_left_out"] == {label: ["sunglasses"]}
+        # A folder holding none of its classes: one line that says what to pass.
+        other = small_folder(self.tmp_path / "other", split="val", classes=("belts",), per_class=2)
+        with pytest.raises(CommandError, match="holds none of the classes .* pass --data"):
+            run_command("promote", "--version", self.register_probe(two), "--data", str(other))
+
     def test_promote_without_a_folder_to_compare_on_is_refused_unless_forced(self):
         train = small_folder(self.tmp_path / "train", split="train", per_class=4)
         first, second = self.register_probe(train), self.register_probe(train)

@@ -22,6 +22,8 @@ class Command(ModelVersionCommand):
         parser.add_argument("--force", action="store_true", help="promote even if it scores worse")
 
     def handle(self, *args, **options):
+        from classifier import inference
+
         data = [Path(folder) for folder in options["data"] or () if folder]
         try:
             change = services.promote(
@@ -29,6 +31,12 @@ class Command(ModelVersionCommand):
             )
         except services.PromotionRefused as exc:
             raise CommandError(f"promotion refused: {exc}") from exc
+        except inference.ModelUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+        except (FileNotFoundError, ValueError) as exc:
+            raise CommandError(f"cannot score the versions: {exc}") from exc
+        for label, names in change.evaluation.get("classes_left_out", {}).items():
+            self.stdout.write(f"{label}: photos of {', '.join(names)} left out (not classes of both versions)")
         for problem in change.evaluation.get("problems", []):
             self.stderr.write(self.style.WARNING(f"forced past: {problem}"))
         figures = change.evaluation.get("candidate") or {}

@@ -41,9 +41,13 @@ class BatchRunSerializer(serializers.ModelSerializer):
         return counts
 
 
+# The largest id a PostgreSQL bigint holds: a larger one is refused as invalid, not sent to the database.
+MAX_ID = 2**63 - 1
+
+
 class StartRunSerializer(serializers.Serializer):
     image_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
         required=False,
         allow_empty=False,
         help_text="Images to classify (default: every image without a result for the production model)",
@@ -75,7 +79,9 @@ class UploadResultSerializer(serializers.Serializer):
 class PredictJSONSerializer(serializers.Serializer):
     """Either stored images by id, or files inside the inbox folder by path."""
 
-    image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, allow_empty=False)
+    image_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, allow_empty=False
+    )
     image_paths = serializers.ListField(child=serializers.CharField(max_length=1024), required=False, allow_empty=False)
 
     def validate(self, attrs):

@@ -1,6 +1,7 @@
 """POST /predict, GET /health, GET /metrics and the API schema, with the real model."""
 
 import io
+import json
 import os
 import shutil
 
@@ -86,6 +87,13 @@ def test_it_classifies_stored_images_by_id(client):
     assert response.json()["predictions"][0]["input"] == str(image.pk)
     missing = client.post("/predict", {"image_ids": [image.pk + 1000]}, format="json")
     assert missing.status_code == 400 and missing.json()["error"] == "unknown_image"
+
+
+def test_an_id_beyond_what_the_database_holds_is_a_400_with_a_reason(client):
+    for url in ("/predict", "/api/runs/"):
+        response = client.post(url, {"image_ids": [2**63]}, format="json")
+        assert response.status_code == 400, (url, response.content)
+        assert "image_ids" in json.dumps(response.json()), url
 
 
 def test_it_classifies_inbox_files_by_path(client, inbox):

@@ -49,7 +49,8 @@ def image_row(image: Image, version: str) -> dict:
             needs_review="yes" if review else "no",
             review_reason=review.reason if review else "",
             review_status=review.status if review else "",
-            final_class=(review.final_class if review and review.final_class else prediction.predicted_class),
+            # Accepted: the prediction; reviewed: the reviewer's class; still waiting: nothing yet.
+            final_class=(review.final_class or "") if review else prediction.predicted_class,
         )
     elif image.fails:
         failure = image.fails[0]

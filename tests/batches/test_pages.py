@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from PIL import Image as PILImage
 
-from batches.models import BatchRun, Image
+from batches.models import BatchRun, Image, Prediction
 from tests.helpers import BAD_INPUTS, dev_photos, make_user
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +69,33 @@ def test_the_run_page_offers_csv_and_the_csv_has_one_row_per_photo(operator):
     assert all(row["predicted_class"] and float(row["confidence"]) > 0 for row in rows)
     jsonl = b"".join(operator.get(f"/runs/{run.pk}/results.jsonl").streaming_content).decode().splitlines()
     assert len(jsonl) == 2
+
+
+def test_the_csv_leaves_the_final_class_empty_until_a_reviewer_decides(operator):
+    from reviews.models import ReviewItem
+    from reviews.services import record_correction
+
+    photos = [photo_upload(path) for path, _ in dev_photos("val", per_class=1, classes=["belts", "wallets"])]
+    operator.post("/", {"photos": photos})
+    run = BatchRun.objects.get()
+
+    def final_classes():
+        response = operator.get(f"/runs/{run.pk}/results.csv")
+        rows = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+        return {
+            row["original_name"]: (row["review_status"], row["final_class"], row["predicted_class"]) for row in rows
+        }
+
+    prediction = Prediction.objects.filter(batch_run=run).order_by("id").first()
+    ReviewItem.objects.filter(prediction__batch_run=run).delete()
+    item = ReviewItem.objects.create(prediction=prediction, reason="low_confidence")
+    name = prediction.image.original_name
+    status, final, predicted = final_classes()[name]
+    assert (status, final) == ("pending", "")  # still waiting: no class yet
+    others = [row for key, row in final_classes().items() if key != name]
+    assert all(final == predicted for _, final, predicted in others)  # accepted: the prediction
+    record_correction(item, "handbags", make_user("rita", "reviewers"))
+    assert final_classes()[name][:2] == ("corrected", "handbags")
 
 
 def test_the_history_lists_runs_with_counts_and_model(operator):

@@ -27,10 +27,14 @@ class NoModel(Exception):
     """No production model can be resolved: a run cannot start."""
 
 
-def start_batch_run(trigger: str, images: Iterable[Image] | None = None, user=None) -> BatchRun:
+def start_batch_run(
+    trigger: str, images: Iterable[Image] | None = None, user=None, skip_empty: bool = False
+) -> BatchRun | None:
     """Create a run pinned to the current production version.
 
-    Its scope is the given images, or every image without an outcome for that version.
+    Its scope is the given images, or every image without an outcome for that version. With
+    `skip_empty`, nothing is created when there is nothing to classify (None is returned); the
+    nightly run is recorded even then.
     """
     from classifier import inference, registry
 
@@ -43,21 +47,26 @@ def start_batch_run(trigger: str, images: Iterable[Image] | None = None, user=No
     except registry.RegistryUnavailable:
         demo = False  # unknown while the registry is away; the run page says which version ran
     with transaction.atomic():
-        run = BatchRun.objects.create(trigger=trigger, model_version=version, model_demo=demo, created_by=user)
         if images is None:
             ids = list(Image.objects.unresolved_for(version).values_list("id", flat=True))
         else:
             ids = sorted({image.pk for image in images})
+        if skip_empty and not ids:
+            return None
+        run = BatchRun.objects.create(trigger=trigger, model_version=version, model_demo=demo, created_by=user)
         BatchRunImage.objects.bulk_create([BatchRunImage(run=run, image_id=i) for i in ids], batch_size=5000)
         run.total = len(ids)
         run.save(update_fields=["total"])
     return run
 
 
-def start_and_enqueue_run(trigger: str, images: Iterable[Image] | None = None, user=None) -> BatchRun:
+def start_and_enqueue_run(
+    trigger: str, images: Iterable[Image] | None = None, user=None, skip_empty: bool = False
+) -> BatchRun | None:
     """Start a run (start_batch_run) and hand it to the task queue; raises NoModel."""
-    run = start_batch_run(trigger, images, user)
-    enqueue_batch_run(run)
+    run = start_batch_run(trigger, images, user, skip_empty)
+    if run is not None:
+        enqueue_batch_run(run)
     return run
 
 

@@ -54,12 +54,13 @@ def _start_and_show(request, images, trigger):
 def run_start(request):
     """Classify every stored photo that has no result for the production model yet."""
     try:
-        run = services.start_and_enqueue_run(BatchRun.Trigger.BUTTON, user=request.user)
+        run = services.start_and_enqueue_run(BatchRun.Trigger.BUTTON, user=request.user, skip_empty=True)
     except services.NoModel as exc:
         messages.error(request, f"No model is available: {exc}")
         return redirect("batches:run_list")
-    if run.total == 0:
-        messages.info(request, "Nothing to classify: every photo already has a result.")
+    if run is None:
+        messages.info(request, "Nothing to classify: every stored photo already has a result; no run was started.")
+        return redirect("batches:run_list")
     return redirect("batches:run_detail", run.pk)
 
 

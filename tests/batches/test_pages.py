@@ -115,6 +115,11 @@ def test_classify_all_pending_starts_a_run_over_unclassified_photos(operator):
     run = BatchRun.objects.get()
     assert run.total == 2 and run.status == BatchRun.Status.COMPLETED
     assert response.redirect_chain[-1][0] == f"/runs/{run.pk}/"
+    # Again, with every photo classified: no empty run, and the operator is told why.
+    again = operator.post("/runs/start/", follow=True)
+    assert BatchRun.objects.count() == 1
+    assert again.redirect_chain[-1][0] == "/runs/"
+    assert "Nothing to classify" in again.content.decode()
 
 
 def test_thumbnails_are_reencoded_jpegs(operator):

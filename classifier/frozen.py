@@ -139,7 +139,11 @@ def cache_prefix(
                     "total": total,
                 }
             )
-    return torch.stack([torch.cat(chunks) for chunks in outputs]), torch.tensor(labels), torch.tensor(kept)
+    return (
+        torch.stack([torch.cat(chunks) for chunks in outputs]),
+        torch.tensor(labels, dtype=torch.long),
+        torch.tensor(kept, dtype=torch.long),
+    )
 
 
 def head_logits(net: SplitNetwork, cache: torch.Tensor, batch_size: int) -> torch.Tensor:

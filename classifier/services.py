@@ -226,6 +226,10 @@ def promote(version: str | None, actor: str, *, data_dirs: Iterable[Path] = (), 
         # Both are scored on the photos of the classes both know (a version trained on some of
         # the classes is compared on those).
         known = [name for name in challenger.classes if incumbent is None or name in incumbent.classes]
+        if incumbent is not None:
+            dropped = [name for name in incumbent.classes if name not in challenger.classes]
+            if dropped:
+                evaluation["problems"].append(f"it does not know production's classes {', '.join(dropped)}")
         for label, folder in zip(folder_labels(data_dirs), data_dirs):
             folder_classes, _ = list_image_folder(folder, max_per_class=0)
             if not set(folder_classes) & set(known):

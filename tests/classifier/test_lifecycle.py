@@ -213,7 +213,10 @@ class LifecycleTests(IsolatedRegistry):
         val = small_folder(self.tmp_path / "val", split="val", per_class=4)  # jeans, sunglasses, watches
         run_command("promote", "--version", self.register_probe(three), "--data", str(val))
         subset = self.register_probe(two)
-        out = run_command("promote", "--version", subset, "--data", str(val))
+        # Production would lose a class: refused unless forced, and scored all the same.
+        with pytest.raises(CommandError, match="does not know production's classes sunglasses"):
+            run_command("promote", "--version", subset, "--data", str(val))
+        out = run_command("promote", "--version", subset, "--data", str(val), "--force")
         assert registry.alias_version("production") == subset
         assert "photos of sunglasses left out" in out
         change = AliasChange.objects.filter(to_version=subset).get()

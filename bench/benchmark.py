@@ -288,6 +288,6 @@ def run(count: int, naive_count: int, accuracy: bool, progress: Callable[[str], 
                 if classifier.runtime != "torch":  # what the faster runtime costs, measured beside it
                     with override_settings(INFERENCE_RUNTIME="torch"):
                         reference = inference.get_classifier(classifier.version)
-                        accuracy = round(evaluation.evaluate(reference, val)["accuracy"], 4)
-                    document.setdefault("val_accuracy_fp32", {})[label] = accuracy
+                        fp32 = round(evaluation.evaluate(reference, val)["accuracy"], 4)
+                    document.setdefault("val_accuracy_fp32", {})[label] = fp32
     return document

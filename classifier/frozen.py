@@ -39,10 +39,8 @@ def view_transforms(prep: dict, views: int, desk_scenes: bool = False) -> list[C
     """View 0 is what serving sees, view 1 its mirror image (or, with `desk_scenes`, a
     catalogue photo laid on a generated background: `augment.DeskScene`), the rest random crops."""
     plain = backbones.eval_transform(prep)
-    if desk_scenes:
-        mirrored = transforms.Compose([DeskScene(), plain])
-    else:
-        mirrored = transforms.Compose([transforms.RandomHorizontalFlip(p=1.0), plain])
+    second = DeskScene() if desk_scenes else transforms.RandomHorizontalFlip(p=1.0)
+    second = transforms.Compose([second, plain])
     size = prep["input_size"][-1]
     whole = [backbones.Letterbox()] if prep.get("resize") == "pad" else []
     cropped = transforms.Compose(
@@ -53,7 +51,7 @@ def view_transforms(prep: dict, views: int, desk_scenes: bool = False) -> list[C
             backbones.to_tensor(prep),
         ]
     )
-    return ([plain, mirrored] + [cropped] * max(0, views - 2))[: max(1, views)]
+    return ([plain, second] + [cropped] * max(0, views - 2))[: max(1, views)]
 
 
 class SplitNetwork:

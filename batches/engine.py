@@ -268,6 +268,7 @@ def write_outcomes(run: BatchRun, images: list[Image], outcomes: list[Outcome]) 
                     model_version=version,
                     predicted_class=outcome.predicted_class,
                     confidence=outcome.confidence,
+                    threshold=outcome.threshold,
                     probabilities=outcome.probabilities,
                     review_reason=outcome.review_reason or "",
                 )

@@ -182,6 +182,7 @@ class Prediction(models.Model):
     model_version = models.CharField(max_length=32)
     predicted_class = models.CharField(max_length=100, db_index=True)
     confidence = models.FloatField()
+    threshold = models.FloatField(null=True, blank=True, help_text="The confidence its class needed to be accepted")
     probabilities = models.JSONField(help_text="Every class's probability")
     review_reason = models.CharField(
         max_length=20,

@@ -130,6 +130,7 @@ def classify_inputs(inputs: list[tuple[str, bytes | Path]]) -> Response:
             "input": label,
             "predicted_class": o.predicted_class,
             "confidence": o.confidence,
+            "threshold": o.threshold,
             "auto_accepted": o.auto_accepted,
             "review_reason": o.review_reason,
             "all_probabilities": o.probabilities,

@@ -94,6 +94,7 @@ class PredictionSerializer(serializers.Serializer):
     input = serializers.CharField(help_text="The file name, image id or path this prediction is for")
     predicted_class = serializers.CharField()
     confidence = serializers.FloatField(help_text="Calibrated: of photos given 0.9, about 90% are right")
+    threshold = serializers.FloatField(allow_null=True, help_text="The confidence its class needs to be accepted")
     auto_accepted = serializers.BooleanField(help_text="Confident enough for its class's threshold")
     review_reason = serializers.CharField(allow_null=True, help_text="low_confidence or unknown_item; null if accepted")
     all_probabilities = serializers.DictField(child=serializers.FloatField())

@@ -138,6 +138,7 @@ class Classifier:
                 confidence=round(confidence, 6),
                 probabilities={name: round(p, 6) for name, p in zip(self.classes, row)},
                 review_reason=reason,
+                threshold=round(self.routing.threshold(self.classes[index]), 6),
             )
             for index, confidence, row, reason in zip(indices.tolist(), confidences.tolist(), probs.tolist(), reasons)
         ]

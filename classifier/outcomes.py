@@ -23,13 +23,14 @@ class ReviewReason(models.TextChoices):
 
 @dataclass(frozen=True)
 class Classification:
-    """A photo's class with its calibrated confidence, and why it needs a reviewer (None: it is
-    accepted automatically)."""
+    """A photo's class with its calibrated confidence, the confidence its class needs to be
+    accepted automatically, and why it needs a reviewer (None: it is accepted automatically)."""
 
     predicted_class: str
     confidence: float
     probabilities: dict[str, float]
     review_reason: ReviewReason | None = None
+    threshold: float | None = None
 
     @property
     def auto_accepted(self) -> bool:

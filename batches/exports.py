@@ -40,17 +40,21 @@ def image_row(image: Image, version: str) -> dict:
     row.update(image_id=image.pk, original_name=image.original_name, sha256=image.sha256, model_version=version)
     if image.hits:
         prediction = image.hits[0]
-        review = getattr(prediction, "review", None)
+        review = getattr(prediction, "review", None)  # doubtful, or audited
+        answer = review.answer if review else None
         row.update(
             outcome="predicted",
             predicted_class=prediction.predicted_class,
             confidence=round(prediction.confidence, 4),
             top3=";".join(f"{name}:{p:.3f}" for name, p in prediction.top(3)),
-            needs_review="yes" if review else "no",
+            needs_review="no" if prediction.auto_accepted else "yes",
             review_reason=review.reason if review else "",
-            review_status=review.status if review else "",
-            # Accepted: the prediction; reviewed: the reviewer's class; still waiting: nothing yet.
-            final_class=(review.final_class or "") if review else prediction.predicted_class,
+            review_status=review.state if review else "",
+            # Reviewed: the reviewers' class (empty when none of ours); accepted: the prediction;
+            # still waiting for a reviewer, or reviewers disagree: nothing yet.
+            final_class=answer
+            if answer is not None
+            else (prediction.predicted_class if prediction.auto_accepted else ""),
         )
     elif image.fails:
         failure = image.fails[0]

@@ -12,12 +12,10 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
 from classifier import registry
-from classifier.imaging import Rejection, open_image, reencode_jpeg
 
-from . import exports, ingest, services
+from . import exports, ingest, previews, services
 from .forms import UploadForm
 from .models import BatchRun, Image
-from .storage import media_path
 
 RESULTS_PER_PAGE = 100
 
@@ -107,13 +105,6 @@ def thumbnail(request, pk: int):
     """A small JPEG re-encoded from the stored photo: stored bytes are never sent as they are."""
     image = get_object_or_404(Image, pk=pk)
     try:
-        picture = open_image(
-            media_path(image.file.name),
-            max_bytes=settings.MAX_UPLOAD_BYTES,
-            max_pixels=settings.MAX_IMAGE_PIXELS,
-            min_side=1,
-            draft_size=320,
-        )
-    except (Rejection, ValueError):
+        return HttpResponse(previews.thumbnail_jpeg(image), content_type="image/jpeg")
+    except previews.NoPreview:
         raise Http404("no preview") from None
-    return HttpResponse(reencode_jpeg(picture, 160), content_type="image/jpeg")

@@ -2,6 +2,9 @@
 and the held-out split.
 
 An ImageFolder has one sub-folder per class, named after the class (`photos/shirts/*.jpg`, ...).
+Folders whose names start with `.` or `_` are not classes (`export_reviews` keeps the photos
+reviewers found to be none of our categories, or unusable, in `_none_of_our_categories/` and
+`_unusable/` beside the classes).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ def list_image_folder(root: Path, max_per_class: int | None = None) -> tuple[lis
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "_")))
     if not classes:
         raise ValueError(f"{root} has no class folders")
     samples = []

@@ -255,6 +255,18 @@ INFERENCE_RUNTIME = env_choice(
 AUTO_ACCEPT_PRECISION = env_float("AUTO_ACCEPT_PRECISION", 0.99, 0.5, 1.0)
 REVIEW_CONFIDENCE_THRESHOLD = env_float("REVIEW_CONFIDENCE_THRESHOLD", 0.80, 0.0, 1.0)
 
+# --- Reviews ------------------------------------------------------------------------
+
+# How long the review desk keeps an item for the reviewer it handed it to (a lease on the database
+# clock); an expired claim returns the item to the pool.
+REVIEW_CLAIM_SECONDS = env_int("REVIEW_CLAIM_SECONDS", 300, minimum=10)
+# Share of automatically accepted predictions also queued as `audit` (chosen from the photo's hash
+# and the model version, so a rerun picks the same ones): the live precision estimate.
+AUDIT_SAMPLE_RATE = env_float("AUDIT_SAMPLE_RATE", 0.02, 0.0, 1.0)
+# Share of reviewers' decisions sent to a second reviewer (on top of every correction of a
+# prediction the model held above 0.9).
+REVIEW_SECOND_OPINION_RATE = env_float("REVIEW_SECOND_OPINION_RATE", 0.05, 0.0, 1.0)
+
 # --- Batches ------------------------------------------------------------------------
 
 # Photos per claim; the next chunk is claimed and decodes while one is written (docs/performance.md).

@@ -25,6 +25,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("reviews.urls")),  # the review desk lives inside the admin: before it
     path("admin/", admin.site.urls),
     path("", include("batches.urls")),
 ]

@@ -1,7 +1,8 @@
-"""The review backlog for /metrics, read from the database at scrape time."""
+"""The review backlog and the audited precision for /metrics, read from the database at scrape time."""
 
 import logging
 
+from django.db.models import Count
 from prometheus_client.core import GaugeMetricFamily
 
 logger = logging.getLogger(__name__)
@@ -10,10 +11,44 @@ logger = logging.getLogger(__name__)
 class ReviewCollector:
     def collect(self):
         from .models import ReviewItem
+        from .quality import audit_precision
 
         try:
             yield GaugeMetricFamily(
-                "review_items_pending", "Predictions waiting for a reviewer", value=ReviewItem.objects.pending().count()
+                "review_items_pending",
+                "Predictions waiting for a first decision",
+                value=ReviewItem.objects.pending().count(),
             )
+            waiting = GaugeMetricFamily("review_items_waiting", "Review items waiting, by status", labels=["status"])
+            for status, count in ReviewItem.objects.waiting().values_list("status").annotate(n=Count("id")).order_by():
+                waiting.add_metric([status], count)
+            yield waiting
+            yield from audit_gauges(audit_precision())
         except Exception:  # a scrape must answer even when the database does not
-            logger.exception("cannot read the review backlog for /metrics")
+            logger.exception("cannot read the review figures for /metrics")
+
+
+def audit_gauges(report: dict):
+    """The audited precision of automatic decisions, per predicted class and overall (`all`)."""
+    families = {
+        "audited": GaugeMetricFamily(
+            "review_audit_audited", "Settled audits of automatic decisions", labels=["predicted_class"]
+        ),
+        "precision": GaugeMetricFamily(
+            "review_audit_precision", "Share of audited automatic decisions confirmed", labels=["predicted_class"]
+        ),
+        "low": GaugeMetricFamily(
+            "review_audit_precision_low", "Lower end of its 95% Wilson interval", labels=["predicted_class"]
+        ),
+        "high": GaugeMetricFamily(
+            "review_audit_precision_high", "Upper end of its 95% Wilson interval", labels=["predicted_class"]
+        ),
+    }
+    for name, estimate in [("all", report["overall"]), *report["per_class"].items()]:
+        if not estimate["audited"]:
+            continue
+        families["audited"].add_metric([name], estimate["audited"])
+        for key in ("precision", "low", "high"):
+            families[key].add_metric([name], estimate[key])
+    yield from families.values()
+    yield GaugeMetricFamily("review_audit_target", "The precision automatic decisions promise", value=report["target"])

@@ -113,3 +113,37 @@ class IsolatedRegistry(TestCase):
         name = f"test-{request.node.name}".replace("_", "-")[:60]
         with override_settings(MODEL_NAME=name, MODEL_CACHE_DIR=tmp_path / "cache"):
             yield
+
+
+def queued_prediction(name="item.jpg", predicted="tops", confidence=0.41, reason="low_confidence", run=None):
+    """A prediction of a small generated photo, queued for review as the engine queues them
+    (`reason` empty: accepted automatically, queued only when sampled for audit)."""
+    from batches import engine, ingest
+    from batches.models import BatchRun, Image, Prediction
+
+    image, _ = ingest.register_image(io.BytesIO(jpeg_bytes() + name.encode()), name, Image.Source.UPLOAD)
+    run = run or BatchRun.objects.create(trigger="button", model_version="3")
+    rest = (1 - confidence) / 2
+    others = [name for name in ("tops", "tshirts", "shirts") if name != predicted]
+    prediction = Prediction.objects.create(
+        image=image,
+        batch_run=run,
+        model_version=run.model_version,
+        predicted_class=predicted,
+        confidence=confidence,
+        threshold=0.9,
+        probabilities={predicted: confidence, others[0]: rest, others[1]: rest},
+        review_reason=reason,
+    )
+    engine.queue_for_review(Prediction.objects.filter(pk=prediction.pk))
+    return prediction
+
+
+def review_item(**kwargs):
+    """A review item waiting for a first decision (see queued_prediction)."""
+    from reviews.models import ReviewItem
+
+    prediction = queued_prediction(**kwargs)
+    if not kwargs.get("reason", "low_confidence"):  # an automatic decision: queued here as an audit
+        return ReviewItem.objects.get_or_create(prediction=prediction, defaults={"reason": "audit"})[0]
+    return prediction.review

@@ -73,7 +73,7 @@ def test_the_run_page_offers_csv_and_the_csv_has_one_row_per_photo(operator):
 
 def test_the_csv_leaves_the_final_class_empty_until_a_reviewer_decides(operator):
     from reviews.models import ReviewItem
-    from reviews.services import record_correction
+    from reviews.services import record_decision
 
     photos = [photo_upload(path) for path, _ in dev_photos("val", per_class=1, classes=["belts", "wallets"])]
     operator.post("/", {"photos": photos})
@@ -94,7 +94,7 @@ def test_the_csv_leaves_the_final_class_empty_until_a_reviewer_decides(operator)
     assert (status, final) == ("pending", "")  # still waiting: no class yet
     others = [row for key, row in final_classes().items() if key != name]
     assert all(final == predicted for _, final, predicted in others)  # accepted: the prediction
-    record_correction(item, "handbags", make_user("rita", "reviewers"))
+    record_decision(item.pk, make_user("rita", "reviewers"), "handbags", source="desk")
     assert final_classes()[name][:2] == ("corrected", "handbags")
 
 

@@ -54,7 +54,12 @@ class ReviewLoopTests(IsolatedRegistry):
         items = list(ReviewItem.objects.order_by("id"))
         assert len(items) == 4
         for item in items[:3]:
-            services.record_correction(item, "sunglasses", reviewer)
+            services.record_decision(item.pk, reviewer, "sunglasses", source="desk")
+        # A correction of a prediction the model was sure of waits for a second reviewer before it
+        # is trained on; here the second reviewer agrees.
+        second = make_user("sam", "reviewers", staff=True)
+        for item in ReviewItem.objects.filter(status=ReviewItem.Status.SECOND_OPINION):
+            services.record_decision(item.pk, second, "sunglasses", source="desk")
         corrected = {item.prediction.image_id for item in items[:3]}
 
         out = io.StringIO()

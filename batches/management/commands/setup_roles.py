@@ -1,6 +1,15 @@
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand
 
+REVIEWER = [
+    "reviews.view_reviewitem",
+    "reviews.change_reviewitem",
+    "reviews.view_reviewdecision",
+    "reviews.view_quality",
+    "batches.view_image",
+    "batches.view_prediction",
+    "batches.view_batchrun",
+]
 ROLES = {
     "operators": [
         "batches.add_image",
@@ -10,19 +19,18 @@ ROLES = {
         "batches.view_prediction",
         "batches.view_failedimage",
         "batches.classify_image",
+        "reviews.view_quality",
     ],
-    "reviewers": [
-        "reviews.view_reviewitem",
-        "reviews.change_reviewitem",
-        "batches.view_image",
-        "batches.view_prediction",
-        "batches.view_batchrun",
-    ],
+    "reviewers": REVIEWER,
+    # Reviewers who give the deciding opinion when two reviewers disagree.
+    "review leads": [*REVIEWER, "reviews.settle_dispute"],
 }
 
 
 class Command(BaseCommand):
-    help = "Create the 'operators' and 'reviewers' groups with exactly their permissions (safe to rerun)."
+    help = (
+        "Create the 'operators', 'reviewers' and 'review leads' groups with exactly their permissions (safe to rerun)."
+    )
 
     def handle(self, *args, **options):
         for name, codes in ROLES.items():

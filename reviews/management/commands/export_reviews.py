@@ -6,14 +6,18 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from reviews import services
+from reviews.models import Outcome
 
 SAFE_CLASS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Photos that are not one of our classes go to folders of their own, which training never reads as
+# classes (a folder starting with "_" is not a class): for open-set tuning, and for retakes.
+OTHER_FOLDERS = {Outcome.NONE_OF_OUR_CATEGORIES: "_none_of_our_categories", Outcome.UNUSABLE: "_unusable"}
 
 
 class Command(BaseCommand):
     help = (
-        "Write every reviewed photo (confirmed or corrected) into DIR/<final class>/ as an ImageFolder, "
-        "the form `train --data` reads."
+        "Write every settled review into DIR as an ImageFolder, the form `train --data` reads: confirmed or "
+        "corrected photos into DIR/<final class>/, the others into DIR/_none_of_our_categories/ and DIR/_unusable/."
     )
 
     def add_arguments(self, parser):
@@ -23,8 +27,9 @@ class Command(BaseCommand):
         target = Path(options["directory"])
         counts = Counter()
         skipped = 0
-        for photo in services.reviewed_photos():
-            if not SAFE_CLASS.match(photo.final_class):
+        for photo in services.reviewed_photos(outcomes=tuple(Outcome)):
+            folder_name = OTHER_FOLDERS.get(photo.outcome, photo.final_class)
+            if not SAFE_CLASS.match(photo.final_class) and photo.outcome not in OTHER_FOLDERS:
                 self.stderr.write(
                     self.style.WARNING(f"image {photo.image_id}: class {photo.final_class!r} is not a folder name")
                 )
@@ -34,7 +39,7 @@ class Command(BaseCommand):
                 self.stderr.write(self.style.WARNING(f"image {photo.image_id}: stored file is missing"))
                 skipped += 1
                 continue
-            folder = target / photo.final_class
+            folder = target / folder_name
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 destination = folder / photo.path.name  # stored photos are named by their SHA-256
@@ -42,10 +47,13 @@ class Command(BaseCommand):
                     shutil.copyfile(photo.path, destination)
             except OSError as exc:
                 raise CommandError(f"cannot write to {folder}: {exc}") from exc
-            counts[photo.final_class] += 1
+            counts[folder_name] += 1
         for name, count in sorted(counts.items()):
             self.stdout.write(f"{name}: {count}")
+        classes = sum(count for name, count in counts.items() if not name.startswith("_"))
+        others = sum(counts.values()) - classes
         self.stdout.write(
-            self.style.SUCCESS(f"Exported {sum(counts.values())} reviewed photos to {target}")
+            self.style.SUCCESS(f"Exported {classes} reviewed photos to {target}")
+            + (f", and {others} that are not one of our classes" if others else "")
             + (f" ({skipped} skipped)" if skipped else "")
         )

@@ -1,0 +1,237 @@
+"""The review desk's JSON endpoints (under /admin/reviews/desk/api/): claim the next items, record
+a decision (and claim the next item in the same request), skip, look at a decision again, keep
+claims alive, confirm a grid.
+
+Session authentication with its CSRF check, the reviewer's permission on every request; a
+decision on an item someone else holds is refused with 409 and the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from django.urls import reverse
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from batches import previews
+from batches.serializers import MAX_ID
+
+from . import claims, services
+from .models import ReviewDecision, ReviewItem
+
+# Height of the photo on the desk: a 60x80 catalogue photo is scaled up 8 times.
+DESK_PHOTO_HEIGHT = 640
+GRID_SIZE = 48
+REASON_LABELS = {
+    "low_confidence": "Low confidence",
+    "unknown_item": "Unknown item: maybe none of our categories",
+    "audit": "Spot check",
+    "second_opinion": "Second opinion: another reviewer decided it",
+    "disputed": "Disputed: two reviewers disagree",
+}
+ERROR_STATUS = {
+    services.InvalidAnswer: status.HTTP_400_BAD_REQUEST,
+    services.ClaimedByOther: status.HTTP_409_CONFLICT,
+    services.NeedsLead: status.HTTP_403_FORBIDDEN,
+}
+
+
+def item_payload(item: ReviewItem, reviewer) -> dict:
+    """What the desk shows of an item; the photo comes along, ready to show."""
+    prediction = item.prediction
+    image = prediction.image
+    try:
+        photo = "data:image/jpeg;base64," + base64.b64encode(previews.photo_jpeg(image, DESK_PHOTO_HEIGHT)).decode()
+    except previews.NoPreview:
+        photo = None
+    yours = item.reviewer_id == reviewer.pk and bool(item.outcome)
+    return {
+        "id": item.pk,
+        "image": image.pk,
+        "name": image.original_name,
+        "run": prediction.batch_run_id,
+        "predicted_class": prediction.predicted_class,
+        "confidence": prediction.confidence,
+        "threshold": prediction.threshold,
+        "top": prediction.top(3),
+        "classes": sorted(prediction.probabilities),
+        "reason": item.queue_reason,
+        "reason_label": REASON_LABELS.get(item.queue_reason, item.queue_reason),
+        "yours": {"outcome": item.outcome, "final_class": item.final_class} if yours else None,
+        "photo": photo,
+        "full_size": reverse("reviews:desk-photo", args=[item.pk]),
+    }
+
+
+def decision_payload(decision: ReviewDecision) -> dict:
+    item = decision.item
+    return {
+        "id": decision.pk,
+        "item": item.pk,
+        "image": item.prediction.image_id,
+        "outcome": decision.outcome,
+        "final_class": decision.final_class,
+        "predicted_class": item.prediction.predicted_class,
+        "stage": decision.stage,
+        "status": item.status,
+        "decided_at": decision.decided_at.isoformat(),
+    }
+
+
+class IsDeskReviewer(BasePermission):
+    message = "The review desk needs the reviewer role and staff status."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff and user.has_perm("reviews.change_reviewitem"))
+
+
+class QueueSerializer(serializers.Serializer):
+    predicted_class = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    reason = serializers.ChoiceField(choices=claims.QUEUE_REASONS, required=False, allow_blank=True, default="")
+    run = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, allow_null=True, default=None)
+
+
+class NextSerializer(serializers.Serializer):
+    queue = QueueSerializer(required=False)
+    count = serializers.IntegerField(min_value=0, max_value=GRID_SIZE, default=1)
+    exclude = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=1000, default=list
+    )
+    resume = serializers.BooleanField(default=False, help_text="your own live claims first")
+
+
+class DecideSerializer(serializers.Serializer):
+    answer = serializers.CharField(max_length=100, help_text="a class, none_of_our_categories or unusable")
+    note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    seconds = serializers.FloatField(min_value=0, max_value=86400, required=False, allow_null=True, default=None)
+    next = NextSerializer(required=False)
+
+
+class IdsSerializer(serializers.Serializer):
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=1000)
+
+
+class GridSerializer(serializers.Serializer):
+    confirm = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=GRID_SIZE, default=list
+    )
+    wrong = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=GRID_SIZE, default=list
+    )
+
+
+class DeskView(APIView):
+    authentication_classes = [SessionAuthentication]  # with its CSRF check
+    permission_classes = [IsDeskReviewer]
+
+    def valid(self, serializer_class, data=None) -> dict:
+        serializer = serializer_class(data=self.request.data if data is None else data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def handle_exception(self, exc):
+        if isinstance(exc, serializers.ValidationError):
+            return Response({"error": "invalid_request", "detail": exc.detail}, status=status.HTTP_400_BAD_REQUEST)
+        if isinstance(exc, services.ReviewError):
+            return Response({"error": exc.code, "detail": str(exc)}, status=ERROR_STATUS.get(type(exc), 400))
+        if isinstance(exc, ReviewItem.DoesNotExist):
+            return Response({"error": "not_found", "detail": "no such review item"}, status=status.HTTP_404_NOT_FOUND)
+        response = super().handle_exception(exc)
+        if isinstance(response.data, dict) and "detail" in response.data and "error" not in response.data:
+            response.data = {"error": getattr(exc, "default_code", "error"), "detail": response.data["detail"]}
+        return response
+
+    def next_items(self, wanted: dict | None) -> list[dict]:
+        if not wanted or not wanted["count"]:
+            return []
+        queue = claims.Queue(**wanted.get("queue", {}))
+        items = claims.claim_items(self.request.user, queue, wanted["count"], wanted["exclude"], wanted["resume"])
+        return [item_payload(item, self.request.user) for item in items]
+
+
+class NextItemsView(DeskView):
+    """Claim the next items of a queue for you (oldest first) and send them with their photos."""
+
+    def post(self, request):
+        return Response({"items": self.next_items(self.valid(NextSerializer))})
+
+
+class DecideView(DeskView):
+    """Record your decision on an item, and claim the next item of your queue in the same request."""
+
+    def post(self, request, pk: int):
+        data = self.valid(DecideSerializer)
+        decision = services.record_decision(
+            pk,
+            request.user,
+            data["answer"],
+            source=ReviewDecision.Source.DESK,
+            seconds=data["seconds"],
+            note=data["note"],
+        )
+        return Response({"decision": decision_payload(decision), "items": self.next_items(data.get("next"))})
+
+
+class SkipView(DeskView):
+    """Give an item back to the pool undecided (and claim the next one)."""
+
+    def post(self, request, pk: int):
+        data = self.valid(NextSerializer)
+        claims.release_items([pk], request.user)
+        return Response({"items": self.next_items(data)})
+
+
+class OpenView(DeskView):
+    """Claim one given item again (to change a decision), unless someone else holds it."""
+
+    def post(self, request, pk: int):
+        item = claims.claim_item(pk, request.user)
+        if item is None:
+            if not ReviewItem.objects.filter(pk=pk).exists():
+                raise ReviewItem.DoesNotExist
+            raise services.ClaimedByOther("someone else is reviewing this photo now")
+        return Response({"items": [item_payload(item, request.user)]})
+
+
+class ReleaseView(DeskView):
+    """Give your claims on these items back to the pool (leaving the grid undecided)."""
+
+    def post(self, request):
+        return Response({"released": claims.release_items(self.valid(IdsSerializer)["ids"], request.user)})
+
+
+class RenewView(DeskView):
+    """Keep your claims on the items the desk holds alive; says how many wait in your queue."""
+
+    def post(self, request):
+        data = self.valid(IdsSerializer)
+        renewed = claims.renew_claims(data["ids"], request.user)
+        queue = claims.Queue(**self.valid(QueueSerializer, request.data.get("queue") or {}))
+        return Response({"renewed": renewed, "waiting": claims.queue_items(request.user, queue).count()})
+
+
+class GridConfirmView(DeskView):
+    """Confirm the predicted class of the grid's unmarked photos; the marked ones stay yours, for the desk."""
+
+    def post(self, request):
+        data = self.valid(GridSerializer)
+        confirmed, refused = 0, []
+        for pk in data["confirm"]:
+            item = ReviewItem.objects.select_related("prediction").filter(pk=pk).first()
+            if item is None:
+                refused.append({"id": pk, "error": "not_found", "detail": "no such review item"})
+                continue
+            try:
+                services.record_decision(
+                    pk, request.user, item.prediction.predicted_class, source=ReviewDecision.Source.GRID
+                )
+                confirmed += 1
+            except services.ReviewError as exc:
+                refused.append({"id": pk, "error": exc.code, "detail": str(exc)})
+        claims.renew_claims(data["wrong"], request.user)
+        return Response({"confirmed": confirmed, "refused": refused, "marked": data["wrong"]})

@@ -54,14 +54,19 @@ def queue_items(reviewer, queue: Queue):
     return queue.apply(ReviewItem.objects.for_reviewer(reviewer, is_lead(reviewer)))
 
 
+# The most items one reviewer holds at once (the grid's size).
+MAX_HELD = 48
+
+
 def claim_items(reviewer, queue: Queue, count: int, exclude=(), resume: bool = False) -> list[ReviewItem]:
     """Claim up to `count` free items of the queue for the reviewer, oldest first, skipping the
-    ids in `exclude` (those the reviewer already holds or skipped). With `resume`, the reviewer's own
-    live claims come first (after a page reload they get their items back)."""
+    ids in `exclude` (those the reviewer already holds or skipped). With `resume` (a desk or grid
+    opening), every item the reviewer still holds comes first, however many (after a page reload,
+    or the photos marked on the grid), and free ones make up the count."""
     items = queue_items(reviewer, queue).exclude(pk__in=list(exclude)).select_related("prediction__image")
     claimed = []
     if resume:
-        claimed = list(items.filter(claimed_by=reviewer, claimed_until__gt=Now()).order_by("id")[:count])
+        claimed = list(items.filter(claimed_by=reviewer, claimed_until__gt=Now()).order_by("id")[:MAX_HELD])
     with transaction.atomic():
         if len(claimed) < count:
             free = items.unclaimed().exclude(pk__in=[item.pk for item in claimed])

@@ -25,7 +25,7 @@ from .models import ReviewDecision, ReviewItem
 
 # Height of the photo on the desk: a 60x80 catalogue photo is scaled up 8 times.
 DESK_PHOTO_HEIGHT = 640
-GRID_SIZE = 48
+GRID_SIZE = claims.MAX_HELD
 REASON_LABELS = {
     "low_confidence": "Low confidence",
     "unknown_item": "Unknown item: maybe none of our categories",
@@ -102,7 +102,7 @@ class NextSerializer(serializers.Serializer):
     exclude = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=1000, default=list
     )
-    resume = serializers.BooleanField(default=False, help_text="your own live claims first")
+    resume = serializers.BooleanField(default=False, help_text="every item you still hold first (opening the desk)")
 
 
 class DecideSerializer(serializers.Serializer):

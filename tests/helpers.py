@@ -123,7 +123,7 @@ def queued_prediction(name="item.jpg", predicted="tops", confidence=0.41, reason
 
     image, _ = ingest.register_image(io.BytesIO(jpeg_bytes() + name.encode()), name, Image.Source.UPLOAD)
     run = run or BatchRun.objects.create(trigger="button", model_version="3")
-    rest = (1 - confidence) / 2
+    rest = 1 - confidence
     others = [name for name in ("tops", "tshirts", "shirts") if name != predicted]
     prediction = Prediction.objects.create(
         image=image,
@@ -132,7 +132,7 @@ def queued_prediction(name="item.jpg", predicted="tops", confidence=0.41, reason
         predicted_class=predicted,
         confidence=confidence,
         threshold=0.9,
-        probabilities={predicted: confidence, others[0]: rest, others[1]: rest},
+        probabilities={predicted: confidence, others[0]: round(0.6 * rest, 6), others[1]: round(0.4 * rest, 6)},
         review_reason=reason,
     )
     engine.queue_for_review(Prediction.objects.filter(pk=prediction.pk))

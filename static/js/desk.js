@@ -80,10 +80,12 @@
     $("unskip").hidden = item || !state.skipped.size;
     $("skipped-count").textContent = state.skipped.size;
     if (!item) {
+      delete $("desk-main").dataset.item;
       $("photo").removeAttribute("src");
       $("photo-name").textContent = "";
       return;
     }
+    $("desk-main").dataset.item = item.id; // which item is on screen (tests and screenshots)
     $("photo").src = item.photo || "";
     $("photo").alt = item.photo ? `Photo ${item.name}` : "The photo cannot be shown";
     $("photo-name").textContent = `${item.name}${item.run ? ` · run #${item.run}` : ""}`;
@@ -219,7 +221,7 @@
         const button = document.createElement("button");
         button.type = "button";
         button.className = "recent-entry";
-        button.dataset.item = entry.item;
+        button.dataset.reopen = entry.item;
         const thumb = document.createElement("img");
         thumb.src = url(data.urls.thumbnail, entry.image);
         thumb.alt = "";
@@ -392,8 +394,8 @@
   document.addEventListener("click", (event) => {
     const answer = event.target.closest("[data-answer]");
     if (answer && state.queue[0]) return decide(answer.dataset.answer);
-    const recent = event.target.closest("[data-item]");
-    if (recent) return reopen(Number(recent.dataset.item));
+    const recent = event.target.closest("[data-reopen]");
+    if (recent) return reopen(Number(recent.dataset.reopen));
   });
   $("accept").addEventListener("click", () => state.queue[0] && decide(state.queue[0].predicted_class));
   $("none").addEventListener("click", openNote);

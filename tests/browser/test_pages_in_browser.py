@@ -1,61 +1,16 @@
 """The pages in a real browser (Debian's Chromium, driven by Playwright) against a live server."""
 
 import csv
-import os
-import shutil
 
 import pytest
 
 from batches import engine, services
 from batches.models import BatchRun
 from reviews.models import ReviewItem
+from tests.browser.conftest import PASSWORD, log_in
 from tests.helpers import BAD_INPUTS, dev_photos, make_user, register_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PASSWORD = "a-long-test-password"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
-    # Playwright's synchronous API runs an event loop in this thread; the ORM calls the tests
-    # make between browser steps are ordinary blocking calls.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
-        yield browser
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-@pytest.fixture
-def page(browser, live_server, trained_model):
-    context = browser.new_context(base_url=live_server.url, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
-
-
-def log_in(page, username, next_url="/"):
-    page.goto(f"/accounts/login/?next={next_url}")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
 
 
 def test_an_operator_uploads_photos_sees_results_and_downloads_csv(page, tmp_path):
@@ -100,6 +55,7 @@ def test_the_progress_bar_follows_a_running_batch(page):
 
 def test_a_reviewer_corrects_a_doubtful_prediction_in_the_admin(page, settings):
     settings.REVIEW_CONFIDENCE_THRESHOLD = 1.01  # every prediction is doubtful
+    settings.REVIEW_SECOND_OPINION_RATE = 0.0
     for path, _ in dev_photos("val", per_class=1, classes=["tops"]):
         register_file(path)
     run = services.start_batch_run(BatchRun.Trigger.COMMAND)
@@ -110,8 +66,11 @@ def test_a_reviewer_corrects_a_doubtful_prediction_in_the_admin(page, settings):
     log_in(page, "rita", next_url="/admin/reviews/reviewitem/?status__exact=pending")
     page.wait_for_selector("#result_list")
     page.click("#result_list tbody tr th a")
-    page.select_option("select[name=final_class]", other)
+    page.select_option("select[name=decision]", other)
     page.click("input[name=_save]")
     page.wait_for_selector(".messagelist")
     item.refresh_from_db()
-    assert (item.status, item.final_class, item.reviewer.username) == ("corrected", other, "rita")
+    assert (item.outcome, item.final_class, item.reviewer.username) == ("corrected", other, "rita")
+    # Correcting a prediction the model was sure of asks a second reviewer; otherwise it is settled.
+    assert item.status == ("second_opinion" if item.prediction.confidence > 0.9 else "decided")
+    assert item.decisions.get().source == "form"

@@ -22,7 +22,7 @@ class ReviewAdminTests(TestCase):
         prediction = queued_prediction()
         page = self.client.get("/admin/reviews/reviewitem/?status__exact=pending").content.decode()
         assert f"/images/{prediction.image.pk}/thumbnail.jpg" in page
-        assert "41.0%" in page and "tshirts 29.5%" in page
+        assert "41.0%" in page and "tshirts 35.4%" in page
         assert 'href="/admin/reviews/desk/"' in page
         assert 'href="/admin/reviews/desk/"' in self.client.get("/admin/").content.decode()
 

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DATABASE_URL_TEST ?= postgres://postgres@127.0.0.1:5432/refunds
 
-.PHONY: run test venv check clean browser bench
+.PHONY: run test venv check clean browser bench bench-review
 
 venv: $(STAMP)
 
@@ -37,6 +37,11 @@ bench: venv
 	./bin/manage migrate --noinput >/dev/null
 	./bin/manage bootstrap_model
 	./bin/manage bench
+
+# Speed of the review desk through its own endpoints (docs/performance.md); BENCH_REVIEW_ITEMS=N items.
+bench-review: venv
+	./bin/manage migrate --noinput >/dev/null
+	./bin/manage bench_review
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -331,7 +331,10 @@
   function fullSize() {
     const item = state.queue[0];
     if (!item) return;
-    $("full-size-photo").src = item.full_size;
+    const photo = $("full-size-photo");
+    photo.classList.remove("enlarged");
+    photo.onload = () => photo.classList.toggle("enlarged", photo.naturalHeight < 0.6 * window.innerHeight);
+    photo.src = item.full_size;
     $("full-size").showModal();
   }
 

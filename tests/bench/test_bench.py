@@ -37,3 +37,20 @@ def test_bench_prints_every_figure_for_both_photo_sets_and_leaves_the_database_a
         assert photo.size == (1280, 960) and photo.format == "JPEG"
     # Everything was registered and classified in the throw-away database, not here.
     assert not Image.objects.exists() and not BatchRun.objects.exists()
+
+
+def test_bench_review_decides_every_item_once_through_the_desk_and_leaves_the_database_alone():
+    from reviews.models import ReviewDecision, ReviewItem
+
+    out, err = io.StringIO(), io.StringIO()
+    call_command("bench_review", "--items", "12", stdout=out, stderr=err)
+    document = json.loads(out.getvalue())
+    for name, reviewers in (("one_reviewer", 1), ("four_reviewers", 4)):
+        figures = document[name]
+        assert (figures["reviewers"], figures["items"], figures["decisions"]) == (reviewers, 12, 12), figures
+        assert (figures["decided_twice"], figures["left_undecided"], figures["errors"]) == (0, 0, [])
+        assert 0 < figures["median_ms"] <= figures["p95_ms"]
+        assert figures["queries_per_decision"]["max"] < figures["round_trips_per_decision"]["max"]
+        assert figures["decisions_per_second"] > 0 and sum(figures["per_reviewer"]) == 12
+    assert document["config"]["database"] == "postgresql"
+    assert not ReviewItem.objects.exists() and not ReviewDecision.objects.exists()

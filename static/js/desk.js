@@ -353,7 +353,7 @@
     }
     if (!item) return;
     if (key === "Enter" || key === "a") {
-      if (target.tagName === "BUTTON" && key === "Enter") return; // a focused button's own click
+      if (key === "Enter" && target.closest && target.closest("a, button")) return; // its own click
       event.preventDefault();
       decide(item.predicted_class);
     } else if (key === "1" || key === "2" || key === "3") {

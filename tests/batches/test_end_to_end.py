@@ -14,6 +14,7 @@ from django_q.tasks import async_task, result
 
 from batches import exports
 from batches.models import BatchRun, FailedImage, Image, Prediction
+from reviews import services as review_services
 from reviews.models import ReviewItem
 from tests.helpers import ACCEPTED, BAD_INPUTS, REJECTED, dev_photos
 
@@ -82,12 +83,19 @@ def test_the_nightly_run_classifies_the_inbox_and_a_rerun_adds_nothing(trained_m
     correct = sum(by_name[name] == label for name, label in truth.items())
     assert correct / len(truth) > 0.6
 
-    # Doubtful predictions, and only they, wait for review.
+    # Doubtful predictions wait for review, and so does the sample of accepted ones chosen for audit.
     threshold = settings.REVIEW_CONFIDENCE_THRESHOLD
     doubtful = Prediction.objects.filter(confidence__lt=threshold)
     assert doubtful.exists()
-    assert set(ReviewItem.objects.values_list("prediction_id", flat=True)) == set(doubtful.values_list("id", flat=True))
-    assert run.n_review == doubtful.count()
+    audited = {
+        p.pk
+        for p in Prediction.objects.filter(confidence__gte=threshold).select_related("image")
+        if review_services.audit_sampled(p.image.sha256, p.model_version)
+    }
+    queued = dict(ReviewItem.objects.values_list("prediction_id", "reason"))
+    assert {pk for pk, reason in queued.items() if reason != "audit"} == set(doubtful.values_list("id", flat=True))
+    assert {pk for pk, reason in queued.items() if reason == "audit"} == audited
+    assert run.n_review == doubtful.count()  # sent to review by the model; audits are not
 
     rows = list(csv.DictReader(io.StringIO("".join(exports.csv_lines(exports.result_rows(run))))))
     assert len(rows) == run.total

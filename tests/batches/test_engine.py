@@ -90,6 +90,9 @@ class EngineTestMixin:
 QUERIES_PER_CHUNK = 11
 
 
+# The counts below are the model's own routing; audits of accepted photos are tested with them
+# (RunTests) and in tests/reviews/test_quality.py.
+@override_settings(AUDIT_SAMPLE_RATE=0.0)
 class ChunkTests(EngineTestMixin, TestCase):
     @override_settings(BATCH_CHUNK_SIZE=10)
     def test_it_writes_predictions_and_failures_of_a_chunk_and_queues_doubtful_ones(self):
@@ -160,6 +163,7 @@ class ChunkTests(EngineTestMixin, TestCase):
         assert sorted(Prediction.objects.values_list("model_version", flat=True)) == ["7", "7", "8", "8"]
 
 
+@override_settings(AUDIT_SAMPLE_RATE=0.0)
 class RunTests(EngineTestMixin, TestCase):
     @override_settings(BATCH_CHUNK_SIZE=4)
     def test_a_run_ends_with_its_counts_and_class_distribution(self):
@@ -187,6 +191,13 @@ class RunTests(EngineTestMixin, TestCase):
         run = self.make_run(self.make_images(9, 0.9, "bad") + self.make_images(21, 0.95, "zok"))
         self.process(run)
         assert run.status == BatchRun.Status.COMPLETED_WITH_FAILURES and run.n_failed == 9
+
+    @override_settings(AUDIT_SAMPLE_RATE=1.0)
+    def test_accepted_photos_sampled_for_audit_are_queued_but_not_counted_as_sent_to_review(self):
+        run = self.make_run(self.make_images(3) + self.make_images(2, 0.5, "low"))
+        self.process(run)
+        assert sorted(ReviewItem.objects.values_list("reason", flat=True)) == ["audit"] * 3 + ["low_confidence"] * 2
+        assert run.n_review == 2  # the model sent two to review; the audits check the others
 
     def test_a_second_run_over_done_images_does_no_inference(self):
         images = self.make_images(5)
@@ -222,6 +233,7 @@ class RunTests(EngineTestMixin, TestCase):
         assert run.status == BatchRun.Status.COMPLETED and run.finished_at is not None
 
 
+@override_settings(AUDIT_SAMPLE_RATE=0.0)
 class ConcurrentClaimTests(EngineTestMixin, TransactionTestCase):
     def test_workers_claiming_at_once_never_take_the_same_image(self):
         run = self.make_run(self.make_images(40))

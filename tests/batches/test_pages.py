@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from PIL import Image as PILImage
 
-from batches.models import BatchRun, Image, Prediction
+from batches.models import BatchRun, Image
 from tests.helpers import BAD_INPUTS, dev_photos, make_user
 
 pytestmark = pytest.mark.django_db
@@ -71,10 +71,12 @@ def test_the_run_page_offers_csv_and_the_csv_has_one_row_per_photo(operator):
     assert len(jsonl) == 2
 
 
-def test_the_csv_leaves_the_final_class_empty_until_a_reviewer_decides(operator):
+def test_the_csv_leaves_the_final_class_empty_until_a_reviewer_decides(operator, settings):
     from reviews.models import ReviewItem
     from reviews.services import record_decision
 
+    settings.REVIEW_CONFIDENCE_THRESHOLD = 1.01  # every prediction is doubtful
+    settings.REVIEW_SECOND_OPINION_RATE = 0.0
     photos = [photo_upload(path) for path, _ in dev_photos("val", per_class=1, classes=["belts", "wallets"])]
     operator.post("/", {"photos": photos})
     run = BatchRun.objects.get()
@@ -82,20 +84,50 @@ def test_the_csv_leaves_the_final_class_empty_until_a_reviewer_decides(operator)
     def final_classes():
         response = operator.get(f"/runs/{run.pk}/results.csv")
         rows = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
-        return {
-            row["original_name"]: (row["review_status"], row["final_class"], row["predicted_class"]) for row in rows
-        }
+        return {row["original_name"]: (row["review_status"], row["final_class"]) for row in rows}
 
-    prediction = Prediction.objects.filter(batch_run=run).order_by("id").first()
-    ReviewItem.objects.filter(prediction__batch_run=run).delete()
-    item = ReviewItem.objects.create(prediction=prediction, reason="low_confidence")
-    name = prediction.image.original_name
-    status, final, predicted = final_classes()[name]
-    assert (status, final) == ("pending", "")  # still waiting: no class yet
-    others = [row for key, row in final_classes().items() if key != name]
-    assert all(final == predicted for _, final, predicted in others)  # accepted: the prediction
-    record_decision(item.pk, make_user("rita", "reviewers"), "handbags", source="desk")
-    assert final_classes()[name][:2] == ("corrected", "handbags")
+    first, second = ReviewItem.objects.select_related("prediction__image").order_by("id")
+    assert set(final_classes().values()) == {("pending", "")}  # still waiting: no class yet
+    rita = make_user("rita", "reviewers")
+    record_decision(first.pk, rita, "handbags", source="desk")
+    record_decision(second.pk, rita, "none_of_our_categories", source="desk")
+    first.refresh_from_db()
+    if first.status == "second_opinion":  # the model was sure of its class: a second reviewer checks
+        assert final_classes()[first.prediction.image.original_name] == ("second_opinion", "handbags")
+        record_decision(first.pk, make_user("sam", "reviewers"), "handbags", source="desk")
+    assert final_classes() == {
+        first.prediction.image.original_name: ("corrected", "handbags"),
+        second.prediction.image.original_name: ("none_of_our_categories", ""),
+    }
+
+
+def test_an_audited_automatic_decision_keeps_its_class_until_a_reviewer_corrects_it(operator, settings):
+    from reviews.models import ReviewItem
+    from reviews.services import record_decision
+
+    settings.AUDIT_SAMPLE_RATE = 1.0  # every accepted photo is also checked by a reviewer
+    settings.REVIEW_SECOND_OPINION_RATE = 0.0
+    settings.REVIEW_CONFIDENCE_THRESHOLD = 0.0  # every prediction is accepted
+    operator.post(
+        "/", {"photos": [photo_upload(path) for path, _ in dev_photos("val", per_class=1, classes=["belts"])]}
+    )
+    run = BatchRun.objects.get()
+    item = ReviewItem.objects.select_related("prediction").get()
+    assert item.reason == "audit"
+
+    def row():
+        response = operator.get(f"/runs/{run.pk}/results.csv")
+        (only,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+        return only["needs_review"], only["review_reason"], only["review_status"], only["final_class"]
+
+    assert row() == ("no", "audit", "pending", item.prediction.predicted_class)
+    other = next(name for name in sorted(item.prediction.probabilities) if name != item.prediction.predicted_class)
+    record_decision(item.pk, make_user("rita", "reviewers"), other, source="desk")
+    # A correction of a prediction the model was sure of also waits for a second reviewer.
+    state = "second_opinion" if item.prediction.confidence > 0.9 else "corrected"
+    assert row() == ("no", "audit", state, other)
+    page = operator.get(f"/runs/{run.pk}/").content.decode()
+    assert f"auto-accepted; a reviewer says {other}" in page
 
 
 def test_the_history_lists_runs_with_counts_and_model(operator):

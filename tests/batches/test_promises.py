@@ -52,8 +52,8 @@ def test_reviews_survive_reruns_and_new_versions_untouched(two_versions):
     reviewer = make_user("rita", "reviewers", staff=True)
     items = list(ReviewItem.objects.order_by("id"))
     assert len(items) == 4  # every prediction under the (unreachable) fallback threshold
-    review_services.record_correction(items[0], "tshirts", reviewer)
-    review_services.record_correction(items[1], "tops", reviewer)
+    review_services.record_decision(items[0].pk, reviewer, "tshirts", source="desk")
+    review_services.record_decision(items[1].pk, reviewer, "tops", source="desk")
     before = list(ReviewItem.objects.order_by("id").values())
 
     engine.process_run(services.start_batch_run(BatchRun.Trigger.BUTTON).pk)  # a rerun: nothing to do

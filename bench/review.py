@@ -111,6 +111,7 @@ class DeskReviewer:
                 "seconds": round(self.rng.uniform(1, 4), 1),
                 "next": {"count": 1 if len(held) < 2 else 0, "exclude": [other["id"] for other in held]},
             }
+            connection.queries_log.clear()  # a bounded deque: once full, CaptureQueriesContext counts nothing
             with CaptureQueriesContext(connection) as queries:
                 started = time.perf_counter()
                 answer = self.post(f"items/{item['id']}/decide/", body)

@@ -16,10 +16,17 @@ from batches import previews
 from batches.models import BatchRun
 
 from . import claims
-from .desk_api import DESK_PHOTO_HEIGHT, GRID_SIZE, REASON_LABELS
+from .desk_api import DESK_PHOTO_HEIGHT, GRID_SIZE
 from .models import ReviewDecision, ReviewItem
 
 GRID_PHOTO_HEIGHT = 240
+QUEUE_LABELS = {
+    "low_confidence": "low confidence",
+    "unknown_item": "unknown item",
+    "audit": "spot checks",
+    "second_opinion": "second opinions",
+    "disputed": "disputes (leads)",
+}
 KEYS = [
     ("Enter or A", "accept the predicted class"),
     ("1 2 3", "pick one of the top 3"),
@@ -95,7 +102,7 @@ def desk_page(request):
         "queue": queue,
         "keys": KEYS,
         "classes": sorted(waiting.values_list("prediction__predicted_class", flat=True).distinct().order_by()),
-        "reasons": [(reason, REASON_LABELS[reason]) for reason in claims.QUEUE_REASONS],
+        "reasons": [(reason, QUEUE_LABELS[reason]) for reason in claims.QUEUE_REASONS],
         "runs": BatchRun.objects.filter(predictions__review__status__in=claims.WAITING)
         .annotate(waiting=Count("predictions__review"))
         .order_by("-id")[:30],

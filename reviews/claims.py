@@ -13,10 +13,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models import DateTimeField, Exists, ExpressionWrapper, OuterRef, Q
 from django.db.models.functions import Now
 
-from .models import AUDIT, ReviewItem
+from .models import AUDIT, ReviewDecision, ReviewItem
 
 WAITING = (ReviewItem.Status.PENDING, ReviewItem.Status.SECOND_OPINION, ReviewItem.Status.DISPUTED)
 # The reasons a reviewer can choose a queue by: the item's own, or the opinion it waits for.
@@ -78,12 +78,14 @@ def claim_items(reviewer, queue: Queue, count: int, exclude=(), resume: bool = F
 
 
 def claim_item(item_id: int, reviewer) -> ReviewItem | None:
-    """Claim one given item (a decision to look at again), unless someone else holds it now."""
+    """Claim one given item, unless someone else holds it now: one the reviewer decided (to look
+    at it again), or one of their queue."""
+    theirs = Exists(ReviewDecision.objects.filter(item=OuterRef("pk"), reviewer=reviewer))
+    queued = Exists(ReviewItem.objects.for_reviewer(reviewer, is_lead(reviewer)).filter(pk=OuterRef("pk")))
     with transaction.atomic():
         item = (
-            ReviewItem.objects.filter(
-                Q(claimed_by=reviewer) | Q(claimed_until__isnull=True) | Q(claimed_until__lte=Now())
-            )
+            ReviewItem.objects.filter(theirs | queued)
+            .filter(Q(claimed_by=reviewer) | Q(claimed_until__isnull=True) | Q(claimed_until__lte=Now()))
             .select_related("prediction__image")
             .select_for_update(skip_locked=True, of=("self",))
             .filter(pk=item_id)

@@ -194,7 +194,11 @@ class OpenView(DeskView):
         if item is None:
             if not ReviewItem.objects.filter(pk=pk).exists():
                 raise ReviewItem.DoesNotExist
-            raise services.ClaimedByOther("someone else is reviewing this photo now")
+            if claims.queue_items(request.user, claims.Queue()).filter(pk=pk).exists() or (
+                ReviewDecision.objects.filter(item_id=pk, reviewer=request.user).exists()
+            ):
+                raise services.ClaimedByOther("someone else is reviewing this photo now")
+            raise services.NeedsLead("this photo is not yours to decide: it waits for another reviewer or a lead")
         return Response({"items": [item_payload(item, request.user)]})
 
 

@@ -11,7 +11,7 @@ from django.test import Client, TestCase, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from PIL import Image as PILImage
 
-from reviews import claims
+from reviews import claims, services
 from reviews.models import ReviewDecision, ReviewItem
 from tests.helpers import make_user, review_item
 
@@ -91,6 +91,19 @@ class DeskAPITests(TestCase):
         assert reopened["yours"] == {"outcome": "corrected", "final_class": "shirts"}
         call(self.client, f"items/{item.pk}/decide/", {"answer": "tops"})
         assert list(ReviewDecision.objects.values_list("final_class", flat=True)) == ["shirts", "tops"]
+
+    def test_only_your_decisions_and_your_queue_can_be_opened(self):
+        item = review_item(confidence=0.95)
+        sam, max_ = make_user("sam", "reviewers", staff=True), make_user("max", "reviewers", staff=True)
+        services.record_decision(item.pk, sam, "tshirts", source="desk")  # a sure prediction corrected
+        services.record_decision(item.pk, max_, "shirts", source="desk")  # a second opinion that disagrees
+        response = call(self.client, f"items/{item.pk}/open/")
+        assert response.status_code == 403 and response.json()["error"] == "needs_lead"  # it waits for a lead
+        sam_client = Client()
+        sam_client.force_login(sam)
+        assert call(sam_client, f"items/{item.pk}/open/").status_code == 200  # sam may change his mind
+        item.refresh_from_db()
+        assert item.claimed_by == sam
 
     def test_claims_are_renewed_and_released(self):
         item = review_item()

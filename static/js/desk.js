@@ -24,25 +24,8 @@
     return template.replace("/0/", `/${id}/`);
   }
 
-  async function post(address, body) {
-    const response = await fetch(address, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: JSON.stringify(body),
-    });
-    let payload = {};
-    try {
-      payload = await response.json();
-    } catch (error) {
-      payload = { error: "bad_response", detail: `the server answered ${response.status}` };
-    }
-    if (!response.ok) {
-      const failure = new Error(typeof payload.detail === "string" ? payload.detail : JSON.stringify(payload.detail));
-      failure.code = payload.error;
-      throw failure;
-    }
-    return payload;
+  function post(address, body) {
+    return window.deskPost(address, body, csrf);
   }
 
   function held() {

@@ -29,16 +29,8 @@
     return perRow === -1 ? tiles.length : perRow;
   }
 
-  async function post(address, body) {
-    const response = await fetch(address, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
-      body: JSON.stringify(body),
-    });
-    const payload = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(payload.detail || `the server answered ${response.status}`);
-    return payload;
+  function post(address, body) {
+    return window.deskPost(address, body, csrf);
   }
 
   async function confirm() {

@@ -182,7 +182,12 @@ class SkipView(DeskView):
 
     def post(self, request, pk: int):
         data = self.valid(NextSerializer)
-        claims.release_items([pk], request.user)
+        if not claims.release_items([pk], request.user):  # it was not yours: free, or someone else's
+            item = ReviewItem.objects.filter(pk=pk)
+            if not item.exists():
+                raise ReviewItem.DoesNotExist
+            if not item.unclaimed().exists():
+                raise services.ClaimedByOther("someone else is reviewing this photo now")
         return Response({"items": self.next_items(data)})
 
 

@@ -78,6 +78,9 @@ def test_it_classifies_uploaded_photos(client, trained_model):
         assert prediction["predicted_class"] in classes
         assert set(prediction["all_probabilities"]) == set(classes)
         assert prediction["confidence"] == max(prediction["all_probabilities"].values())
+        # The session model keeps no thresholds of its own: the fallback decides, and says so.
+        assert prediction["threshold"] == settings.REVIEW_CONFIDENCE_THRESHOLD
+        assert prediction["auto_accepted"] == (prediction["confidence"] >= prediction["threshold"])
 
 
 def test_it_classifies_stored_images_by_id(client):

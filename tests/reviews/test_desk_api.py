@@ -65,7 +65,12 @@ class DeskAPITests(TestCase):
         assert response.json() == {"error": "claimed_by_other", "detail": response.json()["detail"]}
         assert "sam is reviewing this photo now" in response.json()["detail"]
         assert call(self.client, f"items/{item.pk}/open/").status_code == 409
+        assert call(self.client, f"items/{item.pk}/skip/").status_code == 409
+        refused = call(self.client, "grid/confirm/", {"confirm": [item.pk]}).json()["refused"]
+        assert [entry["error"] for entry in refused] == ["claimed_by_other"]
         assert not ReviewDecision.objects.exists()
+        item.refresh_from_db()
+        assert item.claimed_by.username == "sam"  # still his
 
     def test_bad_requests_get_a_reason(self):
         item = review_item()

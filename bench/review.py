@@ -31,6 +31,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 
 from batches import ingest
 from batches.models import BatchRun, Image, Prediction
+from reviews.desk_api import DESK_PHOTO_HEIGHT
 from reviews.models import ReviewDecision, ReviewItem
 
 from .benchmark import dev_photo_paths, throwaway_database
@@ -203,7 +204,7 @@ def run(count: int, progress: Callable[[str], None]) -> dict:
         shutil.rmtree(media, ignore_errors=True)
     document["config"] = {
         "photos": f"{len(paths)} development photos ({settings.TRAIN_DATA_DIR[0] if settings.TRAIN_DATA_DIR else ''})",
-        "desk_photo_height": 640,
+        "desk_photo_height": DESK_PHOTO_HEIGHT,
         "database": connection.vendor,
         "second_opinions": "off (every item takes one decision)",
         "claim_seconds": settings.REVIEW_CLAIM_SECONDS,

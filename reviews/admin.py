@@ -113,8 +113,8 @@ class ReviewItemAdmin(admin.ModelAdmin):
     def confirm_selected(self, request, queryset):
         count, refused = services.confirm_predictions(queryset, request.user)
         messages.success(request, f"{count} predictions confirmed")
-        for reason in refused:
-            messages.warning(request, f"Not confirmed: {reason}")
+        for item, reason in refused:
+            messages.warning(request, f"Not confirmed: {item.prediction.image}: {reason}")
 
     @admin.display(description="Photo")
     def photo(self, obj):

@@ -18,7 +18,6 @@ from django.db.models.functions import Now
 
 from .models import AUDIT, ReviewDecision, ReviewItem
 
-WAITING = (ReviewItem.Status.PENDING, ReviewItem.Status.SECOND_OPINION, ReviewItem.Status.DISPUTED)
 # The reasons a reviewer can choose a queue by: the item's own, or the opinion it waits for.
 QUEUE_REASONS = ("low_confidence", "unknown_item", AUDIT, "second_opinion", "disputed")
 

@@ -16,7 +16,7 @@ from batches import previews
 from batches.models import BatchRun
 
 from . import claims
-from .desk_api import DESK_PHOTO_HEIGHT, GRID_SIZE
+from .desk_api import GRID_SIZE
 from .models import ReviewDecision, ReviewItem
 
 GRID_PHOTO_HEIGHT = 240
@@ -88,12 +88,10 @@ def desk_page(request):
                 "image": d.item.prediction.image_id,
                 "outcome": d.outcome,
                 "final_class": d.final_class,
-                "predicted_class": d.item.prediction.predicted_class,
             }
             for d in recent
         ],
         "claim_seconds": settings.REVIEW_CLAIM_SECONDS,
-        "photo_height": DESK_PHOTO_HEIGHT,
     }
     context = {
         **admin.site.each_context(request),
@@ -103,7 +101,7 @@ def desk_page(request):
         "keys": KEYS,
         "classes": sorted(waiting.values_list("prediction__predicted_class", flat=True).distinct().order_by()),
         "reasons": [(reason, QUEUE_LABELS[reason]) for reason in claims.QUEUE_REASONS],
-        "runs": BatchRun.objects.filter(predictions__review__status__in=claims.WAITING)
+        "runs": BatchRun.objects.filter(predictions__review__status__in=ReviewItem.WAITING)
         .annotate(waiting=Count("predictions__review"))
         .order_by("-id")[:30],
         "waiting": claims.queue_items(request.user, queue).count(),

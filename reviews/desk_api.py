@@ -229,18 +229,8 @@ class GridConfirmView(DeskView):
 
     def post(self, request):
         data = self.valid(GridSerializer)
-        confirmed, refused = 0, []
-        for pk in data["confirm"]:
-            item = ReviewItem.objects.select_related("prediction").filter(pk=pk).first()
-            if item is None:
-                refused.append({"id": pk, "error": "not_found", "detail": "no such review item"})
-                continue
-            try:
-                services.record_decision(
-                    pk, request.user, item.prediction.predicted_class, source=ReviewDecision.Source.GRID
-                )
-                confirmed += 1
-            except services.ReviewError as exc:
-                refused.append({"id": pk, "error": exc.code, "detail": str(exc)})
+        items = ReviewItem.objects.filter(pk__in=data["confirm"])
+        confirmed, refused = services.confirm_predictions(items, request.user, source=ReviewDecision.Source.GRID)
+        refusals = [{"id": item.pk, "error": exc.code, "detail": str(exc)} for item, exc in refused]
         claims.renew_claims(data["wrong"], request.user)
-        return Response({"confirmed": confirmed, "refused": refused, "marked": data["wrong"]})
+        return Response({"confirmed": confirmed, "refused": refusals, "marked": data["wrong"]})

@@ -38,7 +38,7 @@ class ReviewItemQuerySet(models.QuerySet):
 
     def waiting(self) -> ReviewItemQuerySet:
         """Waiting for someone: a first decision, a second opinion or a lead's decision."""
-        return self.exclude(status=ReviewItem.Status.DECIDED)
+        return self.filter(status__in=ReviewItem.WAITING)
 
     def decided(self) -> ReviewItemQuerySet:
         """Settled: no decision is awaited (training data, audit figures)."""
@@ -67,6 +67,8 @@ class ReviewItem(models.Model):
         SECOND_OPINION = "second_opinion", "Waiting for a second opinion"
         DISPUTED = "disputed", "Disputed: waiting for a lead"
         DECIDED = "decided", "Decided"
+
+    WAITING = (Status.PENDING, Status.SECOND_OPINION, Status.DISPUTED)
 
     prediction = models.OneToOneField("batches.Prediction", on_delete=models.CASCADE, related_name="review")
     reason = models.CharField(max_length=20, choices=REASON_CHOICES, default=ReviewReason.LOW_CONFIDENCE)

@@ -174,15 +174,17 @@ def needs_second_opinion(item: ReviewItem, decision: ReviewDecision) -> bool:
     return sampled(f"second-opinion:{item.pk}", settings.REVIEW_SECOND_OPINION_RATE)
 
 
-def confirm_predictions(items: QuerySet, reviewer, source: str = ReviewDecision.Source.BULK) -> tuple[int, list[str]]:
+def confirm_predictions(
+    items: QuerySet, reviewer, source: str = ReviewDecision.Source.BULK
+) -> tuple[int, list[tuple[ReviewItem, ReviewError]]]:
     """Confirm the predicted class of every waiting item given (the admin's bulk action, the grid);
-    returns how many were confirmed and why the others were refused."""
+    returns how many were confirmed, and the others with why each was refused."""
     confirmed, refused = 0, []
     for item in items.waiting().select_related("prediction__image"):
         try:
             record_decision(item.pk, reviewer, item.prediction.predicted_class, source=source)
         except ReviewError as exc:
-            refused.append(f"{item.prediction.image}: {exc}")
+            refused.append((item, exc))
         else:
             confirmed += 1
     return confirmed, refused

@@ -124,7 +124,7 @@
     const item = state.queue.shift();
     if (!item) return;
     const seconds = (performance.now() - state.shownAt) / 1000;
-    const entry = { item: item.id, image: item.image, outcome: "saving", final_class: answer, predicted_class: item.predicted_class };
+    const entry = { item: item.id, image: item.image, outcome: "saving", final_class: answer };
     remember(entry);
     state.waiting = Math.max(0, state.waiting - 1);
     show();

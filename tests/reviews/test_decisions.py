@@ -121,7 +121,7 @@ class DecisionLogTests(TestCase):
         mine, held = review_item(name="a.jpg"), review_item(name="b.jpg")
         claims.claim_item(held.pk, self.sam)
         confirmed, refused = services.confirm_predictions(ReviewItem.objects.all(), self.rita)
-        assert confirmed == 1 and len(refused) == 1 and "sam is reviewing" in refused[0]
+        assert confirmed == 1 and len(refused) == 1 and "sam is reviewing" in str(refused[0][1])
         assert ReviewDecision.objects.get().item_id == mine.pk
 
 

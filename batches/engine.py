@@ -39,6 +39,9 @@ DATABASE_RETRY_SECONDS = 1.0
 # How often a worker with nothing claimable looks again while others hold the run's last photos.
 LEASE_POLL_SECONDS = 1.0
 
+# The smallest chunk a small run is cut into so that its progress moves (BATCH_PROGRESS_STEPS).
+MIN_CHUNK = 8
+
 
 class Decoding(Protocol):
     """Photos a classifier is decoding (classifier.decoding.Decoding, named here as a Protocol so that
@@ -135,11 +138,17 @@ def process_run(
 
 def start_chunk(run: BatchRun, classifier: ChunkClassifier, retries: bool = True) -> Chunk | None:
     """Claim a chunk and start decoding it; None when nothing is claimable."""
-    ids, retry = claim_next(run, settings.BATCH_CHUNK_SIZE, retries)
+    ids, retry = claim_next(run, chunk_size(run.total), retries)
     if not ids:
         return None
     images = list(Image.objects.filter(pk__in=ids).only("id", "file"))
     return Chunk(ids, images, classifier.start_decoding([_stored_path(image) for image in images]), retry)
+
+
+def chunk_size(total: int) -> int:
+    """Photos per claim for a run of `total` photos: BATCH_CHUNK_SIZE, or less for a small run so
+    that it is written in about BATCH_PROGRESS_STEPS steps (of MIN_CHUNK photos at least)."""
+    return min(settings.BATCH_CHUNK_SIZE, max(MIN_CHUNK, -(-total // settings.BATCH_PROGRESS_STEPS)))
 
 
 def classify_chunk(chunk: Chunk, classifier: ChunkClassifier) -> list[Outcome]:

@@ -29,10 +29,21 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def result_rows(run: BatchRun) -> Iterator[dict]:
-    """One row per image of the run, in image order, streamed from the database."""
+    """One row per image of the run, in image order, streamed from the database; then one per file
+    of its upload that was refused before being stored (outcome `refused`, no image id)."""
     version = run.model_version
     for image in run.result_images().iterator(chunk_size=2000):
         yield image_row(image, version)
+    for refusal in run.refused:
+        row = dict.fromkeys(COLUMNS, "")
+        row.update(
+            original_name=refusal["name"],
+            outcome="refused",
+            failure_reason=refusal["reason"],
+            failure_detail=refusal["detail"],
+            model_version=version,
+        )
+        yield row
 
 
 def image_row(image: Image, version: str) -> dict:

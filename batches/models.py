@@ -24,6 +24,20 @@ class ImageQuerySet(models.QuerySet):
             models.Prefetch("failures", FailedImage.objects.filter(model_version=version), "fails"),
         )
 
+    def with_outcome(self, version: str, outcome: str) -> ImageQuerySet:
+        """Images whose outcome for a version is `outcome`: review (predicted, not accepted
+        automatically), accepted (automatically), failed, or pending (none yet)."""
+        predictions = Prediction.objects.filter(image=OuterRef("pk"), model_version=version)
+        if outcome == "review":
+            return self.filter(Exists(predictions.exclude(review_reason="")))
+        if outcome == "accepted":
+            return self.filter(Exists(predictions.filter(review_reason="")))
+        if outcome == "failed":
+            return self.filter(Exists(FailedImage.objects.filter(image=OuterRef("pk"), model_version=version)))
+        if outcome == "pending":
+            return self.unresolved_for(version)
+        raise ValueError(f"unknown outcome {outcome!r}")
+
     def claimable_for(self, version: str) -> ImageQuerySet:
         """Unresolved images whose lease (if any, for this version) has expired, on the database clock."""
         free = ~Q(lease_version=version) | Q(lease_until__isnull=True) | Q(lease_until__lt=Now())
@@ -101,6 +115,9 @@ class BatchRun(models.Model):
     n_review = models.PositiveIntegerField(default=0)
     class_counts = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # Files of the upload that started the run which were refused before storing (never images):
+    # [{"name", "reason", "detail"}], shown on the run page and in its export.
+    refused = models.JSONField(default=list, blank=True)
 
     objects = BatchRunQuerySet.as_manager()
 
@@ -142,9 +159,48 @@ class BatchRun(models.Model):
         failures = FailedImage.objects.for_run(self)
         return dict(failures.values_list("reason").annotate(n=models.Count("id")).order_by("-n"))
 
-    def result_images(self) -> ImageQuerySet:
-        """The run's images in order, each with its outcome for the run's version prefetched."""
-        return self.images.order_by("id").with_outcomes(self.model_version)
+    def result_images(self, outcome: str = "") -> ImageQuerySet:
+        """The run's images in order (those with `outcome` only, when given: see
+        ImageQuerySet.with_outcome), each with its outcome for the run's version prefetched."""
+        images = self.images.order_by("id")
+        if outcome:
+            images = images.with_outcome(self.model_version, outcome)
+        return images.with_outcomes(self.model_version)
+
+    def triage_counts(self) -> dict[str, int]:
+        """Photos of the run by what needs doing: review, accepted, failed, pending (and refused at upload)."""
+        predictions = Prediction.objects.for_run(self)
+        review = predictions.exclude(review_reason="").count()
+        counts = self.counts()
+        return {
+            "review": review,
+            "accepted": counts["predicted"] - review,
+            "failed": counts["failed"],
+            "pending": counts["pending"],
+            "refused": len(self.refused),
+        }
+
+    def class_distribution(self) -> list[dict]:
+        """Per predicted class, the photos accepted automatically and those sent to review, the
+        largest class first (live while the run runs)."""
+        rows = (
+            Prediction.objects.for_run(self)
+            .values("predicted_class")
+            .annotate(
+                total=models.Count("id"),
+                review=models.Count("id", filter=~Q(review_reason="")),
+            )
+            .order_by("-total", "predicted_class")
+        )
+        return [
+            {
+                "name": r["predicted_class"],
+                "total": r["total"],
+                "review": r["review"],
+                "accepted": r["total"] - r["review"],
+            }
+            for r in rows
+        ]
 
     def mark_failed(self, error: str) -> None:
         """Stop the run for a systemic reason; its unprocessed images stay pending."""

@@ -12,7 +12,6 @@ from pathlib import Path
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
-from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -40,7 +39,6 @@ class InputError(Exception):
 class PredictView(APIView):
     """Classify photos now: multipart uploads, stored images by id, or inbox files by path."""
 
-    parser_classes = [MultiPartParser, JSONParser]
     permission_classes = [permissions.IsAuthenticated, CanClassify]
 
     @extend_schema(

@@ -28,13 +28,14 @@ class NoModel(Exception):
 
 
 def start_batch_run(
-    trigger: str, images: Iterable[Image] | None = None, user=None, skip_empty: bool = False
+    trigger: str, images: Iterable[Image] | None = None, user=None, skip_empty: bool = False, refused=()
 ) -> BatchRun | None:
     """Create a run pinned to the current production version.
 
     Its scope is the given images, or every image without an outcome for that version. With
     `skip_empty`, nothing is created when there is nothing to classify (None is returned); the
-    nightly run is recorded even then.
+    nightly run is recorded even then. `refused`: (name, ingest.Rejection) of files of the same
+    upload that were not stored, kept with the run.
     """
     from classifier import inference, registry
 
@@ -53,7 +54,13 @@ def start_batch_run(
             ids = sorted({image.pk for image in images})
         if skip_empty and not ids:
             return None
-        run = BatchRun.objects.create(trigger=trigger, model_version=version, model_demo=demo, created_by=user)
+        run = BatchRun.objects.create(
+            trigger=trigger,
+            model_version=version,
+            model_demo=demo,
+            created_by=user,
+            refused=[{"name": name, "reason": r.reason, "detail": r.detail} for name, r in refused],
+        )
         BatchRunImage.objects.bulk_create([BatchRunImage(run=run, image_id=i) for i in ids], batch_size=5000)
         run.total = len(ids)
         run.save(update_fields=["total"])
@@ -61,10 +68,10 @@ def start_batch_run(
 
 
 def start_and_enqueue_run(
-    trigger: str, images: Iterable[Image] | None = None, user=None, skip_empty: bool = False
+    trigger: str, images: Iterable[Image] | None = None, user=None, skip_empty: bool = False, refused=()
 ) -> BatchRun | None:
     """Start a run (start_batch_run) and hand it to the task queue; raises NoModel."""
-    run = start_batch_run(trigger, images, user, skip_empty)
+    run = start_batch_run(trigger, images, user, skip_empty, refused)
     if run is not None:
         enqueue_batch_run(run)
     return run

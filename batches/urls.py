@@ -5,7 +5,7 @@ from . import views
 app_name = "batches"
 
 urlpatterns = [
-    path("", views.upload, name="upload"),
+    path("upload/", views.upload, name="upload"),
     path("runs/", views.run_list, name="run_list"),
     path("runs/start/", views.run_start, name="run_start"),
     path("runs/<int:pk>/", views.run_detail, name="run_detail"),

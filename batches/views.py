@@ -23,23 +23,33 @@ RESULTS_PER_PAGE = 100
 @login_required
 @permission_required(["batches.add_image", "batches.add_batchrun"], raise_exception=True)
 def upload(request):
-    form = UploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        registration = ingest.register_uploads(form.cleaned_data["photos"], Image.Source.UPLOAD)
-        for name, rejection in registration.rejected:
-            messages.error(request, f"{name}: refused ({rejection.reason}): {rejection.detail}")
-        if registration.images:
-            return _start_and_show(request, registration.images, BatchRun.Trigger.BUTTON)
-    return render(
-        request,
-        "batches/upload.html",
-        {"form": form, "max_files": settings.MAX_UPLOAD_FILES, "max_mb": settings.MAX_UPLOAD_BYTES // (1024 * 1024)},
-    )
+    if request.method != "POST":
+        return upload_page(request)
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return upload_page(request, form, status=400)
+    registration = ingest.register_uploads(form.cleaned_data["photos"], Image.Source.UPLOAD)
+    if registration.images:
+        return _start_and_show(request, registration.images, BatchRun.Trigger.BUTTON, registration.rejected)
+    refused = [f"{name}: refused ({rejection.reason}): {rejection.detail}" for name, rejection in registration.rejected]
+    return upload_page(request, form, errors=["None of the photos could be stored.", *refused], status=400)
 
 
-def _start_and_show(request, images, trigger):
+def upload_page(request, form=None, errors=(), status=200):
+    """The upload form; `errors` are shown above it (also for a request Django refused unread)."""
+    context = {
+        "form": form or UploadForm(),
+        "errors": errors,
+        "max_files": settings.MAX_UPLOAD_FILES,
+        "max_bytes": settings.MAX_UPLOAD_BYTES,
+        "max_mb": f"{settings.MAX_UPLOAD_BYTES / (1024 * 1024):g}",
+    }
+    return render(request, "batches/upload.html", context, status=status)
+
+
+def _start_and_show(request, images, trigger, refused=()):
     try:
-        run = services.start_and_enqueue_run(trigger, images=images, user=request.user)
+        run = services.start_and_enqueue_run(trigger, images=images, user=request.user, refused=refused)
     except services.NoModel as exc:
         messages.error(request, f"The photos are stored, but no model is available to classify them: {exc}")
         return redirect("batches:run_list")
@@ -71,16 +81,39 @@ def run_list(request):
     return render(request, "batches/run_list.html", {"page": page, "unclassified": unclassified, "version": version})
 
 
+TRIAGE = [
+    ("", "All"),
+    ("review", "Needs review"),
+    ("accepted", "Auto-accepted"),
+    ("failed", "Failed"),
+    ("pending", "Waiting"),
+]
+
+
 @login_required
 @permission_required("batches.view_batchrun", raise_exception=True)
 def run_detail(request, pk: int):
     run = get_object_or_404(BatchRun, pk=pk)
-    page = Paginator(run.result_images(), RESULTS_PER_PAGE).get_page(request.GET.get("page"))
+    show = request.GET.get("show", "")
+    if show not in dict(TRIAGE):
+        show = ""
+    page = Paginator(run.result_images(show), RESULTS_PER_PAGE).get_page(request.GET.get("page"))
+    triage = run.triage_counts()
+    distribution = run.class_distribution()
+    largest = max((row["total"] for row in distribution), default=1)
+    for row in distribution:  # bar lengths in percent of the largest class
+        row["accepted_pct"] = round(100 * row["accepted"] / largest, 2)
+        row["review_pct"] = round(100 * row["review"] / largest, 2)
     context = {
         "run": run,
         "page": page,
         "counts": run.counts(),
         "failures": run.failure_counts(),
+        "show": show,
+        "tabs": [(key, label, triage[key] if key else run.total) for key, label in TRIAGE],
+        "refused_count": triage["refused"],
+        "distribution": distribution,
+        "can_review": request.user.is_staff and request.user.has_perm("reviews.change_reviewitem"),
     }
     return render(request, "batches/run_detail.html", context)
 

@@ -174,7 +174,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "batches:upload"
+LOGIN_REDIRECT_URL = "home"  # sends each role to its page (refundsite.views.home)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -271,6 +271,9 @@ REVIEW_SECOND_OPINION_RATE = env_float("REVIEW_SECOND_OPINION_RATE", 0.05, 0.0, 
 
 # Photos per claim; the next chunk is claimed and decodes while one is written (docs/performance.md).
 BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 256, minimum=1)
+# A smaller run is cut into about this many chunks (of 8 photos at least), so that its progress
+# moves while it runs; 1: every run in chunks of BATCH_CHUNK_SIZE.
+BATCH_PROGRESS_STEPS = env_int("BATCH_PROGRESS_STEPS", 10, minimum=1)
 BATCH_LEASE_SECONDS = env_int("BATCH_LEASE_SECONDS", 300, minimum=10)
 BATCH_MAX_ATTEMPTS = env_int("BATCH_MAX_ATTEMPTS", 3, minimum=1)
 BATCH_TASK_SECONDS = env_int("BATCH_TASK_SECONDS", 60, minimum=1)
@@ -309,6 +312,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "refundsite.parsers.JSONParserWithDepthLimit",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
@@ -328,7 +336,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"client_errors_on_one_line": {"()": "refundsite.logs.ClientErrorsOnOneLine"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["client_errors_on_one_line"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"alembic": {"level": "WARNING"}, "mlflow": {"level": "WARNING"}},
 }

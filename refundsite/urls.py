@@ -9,6 +9,8 @@ from batches.metrics import metrics_view
 from batches.predict import PredictView
 from classifier import views as classifier_views
 
+from . import views
+
 admin.site.site_header = "Refund item classifier"
 admin.site.site_title = "Refund item classifier"
 admin.site.index_title = "Review queue, photos, runs and models"
@@ -27,5 +29,11 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("reviews.urls")),  # the review desk lives inside the admin: before it
     path("admin/", admin.site.urls),
+    path("", views.home, name="home"),
     path("", include("batches.urls")),
 ]
+
+handler400 = views.bad_request
+handler403 = views.permission_denied
+handler404 = views.page_not_found
+handler500 = views.server_error

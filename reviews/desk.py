@@ -92,6 +92,10 @@ def desk_page(request):
             for d in recent
         ],
         "claim_seconds": settings.REVIEW_CLAIM_SECONDS,
+        # ?item=<id> (the run page's "Review" link): that photo first.
+        "open": int(request.GET["item"])
+        if request.GET.get("item", "").isdigit() and len(request.GET["item"]) < 19
+        else None,
     }
     context = {
         **admin.site.each_context(request),

@@ -430,6 +430,7 @@
       say(`Cannot load the queue: ${error.message}`, "error");
     }
     show();
+    if (data.open) await reopen(data.open); // the photo a link asked for, first
   }
   start();
 })();

@@ -1,4 +1,4 @@
-// Follows a running batch: polls the run's API every second, moves the progress bar,
+// Follows a running batch: polls the run's API twice a second, moves the progress bar,
 // and reloads the page once the run has finished so that every result is shown.
 (function () {
   const box = document.getElementById("progress");
@@ -26,7 +26,7 @@
     } catch (error) {
       text.textContent += " (connection lost, retrying…)";
     }
-    window.setTimeout(poll, 1000);
+    window.setTimeout(poll, 500);
   }
-  window.setTimeout(poll, 500);
+  window.setTimeout(poll, 300);
 })();

@@ -92,7 +92,7 @@ QUERIES_PER_CHUNK = 11
 
 # The counts below are the model's own routing; audits of accepted photos are tested with them
 # (RunTests) and in tests/reviews/test_quality.py.
-@override_settings(AUDIT_SAMPLE_RATE=0.0)
+@override_settings(AUDIT_SAMPLE_RATE=0.0, BATCH_PROGRESS_STEPS=1)  # chunks of BATCH_CHUNK_SIZE
 class ChunkTests(EngineTestMixin, TestCase):
     @override_settings(BATCH_CHUNK_SIZE=10)
     def test_it_writes_predictions_and_failures_of_a_chunk_and_queues_doubtful_ones(self):
@@ -163,7 +163,7 @@ class ChunkTests(EngineTestMixin, TestCase):
         assert sorted(Prediction.objects.values_list("model_version", flat=True)) == ["7", "7", "8", "8"]
 
 
-@override_settings(AUDIT_SAMPLE_RATE=0.0)
+@override_settings(AUDIT_SAMPLE_RATE=0.0, BATCH_PROGRESS_STEPS=1)  # chunks of BATCH_CHUNK_SIZE
 class RunTests(EngineTestMixin, TestCase):
     @override_settings(BATCH_CHUNK_SIZE=4)
     def test_a_run_ends_with_its_counts_and_class_distribution(self):

@@ -27,12 +27,12 @@ def photo_upload(path, name=None):
 
 def test_pages_need_a_login_and_the_right_group(trained_model):
     anonymous = Client()
-    for url in ("/", "/runs/", "/runs/1/"):
+    for url in ("/", "/upload/", "/runs/", "/runs/1/"):
         response = anonymous.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
     stranger = Client()
     stranger.force_login(make_user("stranger"))
-    assert stranger.get("/").status_code == 403
+    assert stranger.get("/upload/").status_code == 403
     assert stranger.get("/runs/").status_code == 403
 
 
@@ -42,13 +42,20 @@ def test_upload_classifies_good_photos_and_explains_refused_ones(operator, train
         photo_upload(BAD_INPUTS / "truncated.jpg"),
         photo_upload(BAD_INPUTS / "valid_control.jpg", "../../../etc/passwd.jpg"),
     ]
-    response = operator.post("/", {"photos": files}, follow=True)
+    response = operator.post("/upload/", {"photos": files}, follow=True)
     assert response.status_code == 200
     run = BatchRun.objects.get()
     assert response.redirect_chain[-1][0] == f"/runs/{run.pk}/"
     assert run.status == BatchRun.Status.COMPLETED and run.total == 4 and run.trigger == "button"
     page = response.content.decode()
-    assert "truncated.jpg: refused (truncated)" in page
+    # The refusal is kept with the run: on its page (after any reload) and in its export.
+    assert run.refused == [{"name": "truncated.jpg", "reason": "truncated", "detail": run.refused[0]["detail"]}]
+    assert "Refused at upload (1)" in page and "<code>truncated</code>" in page
+    assert "1 refused at upload" in operator.get(f"/runs/{run.pk}/").content.decode()
+    exported = list(csv.DictReader(io.StringIO(operator.get(f"/runs/{run.pk}/results.csv").getvalue().decode())))
+    assert [(r["original_name"], r["outcome"], r["failure_reason"]) for r in exported if r["outcome"] == "refused"] == [
+        ("truncated.jpg", "refused", "truncated")
+    ]
     assert page.count('class="predicted"') == 4
     for name in run.class_counts:
         assert name in page
@@ -59,7 +66,7 @@ def test_upload_classifies_good_photos_and_explains_refused_ones(operator, train
 
 def test_the_run_page_offers_csv_and_the_csv_has_one_row_per_photo(operator):
     photos = [photo_upload(path) for path, _ in dev_photos("val", per_class=1, classes=["belts", "wallets"])]
-    operator.post("/", {"photos": photos})
+    operator.post("/upload/", {"photos": photos})
     run = BatchRun.objects.get()
     response = operator.get(f"/runs/{run.pk}/results.csv")
     assert response["Content-Type"].startswith("text/csv")
@@ -78,7 +85,7 @@ def test_the_csv_leaves_the_final_class_empty_until_a_reviewer_decides(operator,
     settings.REVIEW_CONFIDENCE_THRESHOLD = 1.01  # every prediction is doubtful
     settings.REVIEW_SECOND_OPINION_RATE = 0.0
     photos = [photo_upload(path) for path, _ in dev_photos("val", per_class=1, classes=["belts", "wallets"])]
-    operator.post("/", {"photos": photos})
+    operator.post("/upload/", {"photos": photos})
     run = BatchRun.objects.get()
 
     def final_classes():
@@ -109,7 +116,7 @@ def test_an_audited_automatic_decision_keeps_its_class_until_a_reviewer_corrects
     settings.REVIEW_SECOND_OPINION_RATE = 0.0
     settings.REVIEW_CONFIDENCE_THRESHOLD = 0.0  # every prediction is accepted
     operator.post(
-        "/", {"photos": [photo_upload(path) for path, _ in dev_photos("val", per_class=1, classes=["belts"])]}
+        "/upload/", {"photos": [photo_upload(path) for path, _ in dev_photos("val", per_class=1, classes=["belts"])]}
     )
     run = BatchRun.objects.get()
     item = ReviewItem.objects.select_related("prediction").get()
@@ -131,7 +138,9 @@ def test_an_audited_automatic_decision_keeps_its_class_until_a_reviewer_corrects
 
 
 def test_the_history_lists_runs_with_counts_and_model(operator):
-    operator.post("/", {"photos": [photo_upload(p) for p, _ in dev_photos("val", per_class=2, classes=["heels"])]})
+    operator.post(
+        "/upload/", {"photos": [photo_upload(p) for p, _ in dev_photos("val", per_class=2, classes=["heels"])]}
+    )
     page = operator.get("/runs/").content.decode()
     run = BatchRun.objects.get()
     assert f"#{run.pk}" in page and f"v{run.model_version}" in page and "Completed" in page
@@ -155,7 +164,7 @@ def test_classify_all_pending_starts_a_run_over_unclassified_photos(operator):
 
 
 def test_thumbnails_are_reencoded_jpegs(operator):
-    operator.post("/", {"photos": [photo_upload(BAD_INPUTS / "jpeg_with_trailing_html.jpg")]})
+    operator.post("/upload/", {"photos": [photo_upload(BAD_INPUTS / "jpeg_with_trailing_html.jpg")]})
     image = Image.objects.get()
     response = operator.get(f"/images/{image.pk}/thumbnail.jpg")
     assert response["Content-Type"] == "image/jpeg"

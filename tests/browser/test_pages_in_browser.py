@@ -20,7 +20,7 @@ def test_an_operator_uploads_photos_sees_results_and_downloads_csv(page, tmp_pat
     page.set_input_files("#id_photos", [*photos, BAD_INPUTS / "truncated.jpg"])
     page.click("text=Upload and classify")
     page.wait_for_url("**/runs/*/")
-    assert "truncated.jpg: refused (truncated)" in page.inner_text(".messages")
+    assert "truncated.jpg: truncated" in page.inner_text("#problems .refusals")
     assert page.inner_text("#run-status") == "Completed"
     rows = page.locator("#results tbody tr.predicted")
     assert rows.count() == 3

@@ -282,7 +282,7 @@ class BootstrapTests(IsolatedRegistry):
         assert health["status"] == "degraded" and health["model"]["demo"] is True
         cache.clear()
         self.client.force_login(make_user("operator", "operators"))
-        assert "Demo model (version" in self.client.get("/").content.decode()
+        assert "Demo model (version" in self.client.get("/upload/").content.decode()
 
     def test_with_data_it_fits_a_linear_probe_and_is_idempotent(self):
         data = small_folder(self.tmp_path / "train", split="train", per_class=4)

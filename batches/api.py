@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
@@ -11,7 +11,14 @@ from rest_framework.views import APIView
 
 from . import exports, ingest, services
 from .models import BatchRun, Image
-from .serializers import BatchRunSerializer, ResultSerializer, StartRunSerializer, UploadResultSerializer
+from .serializers import (
+    BatchRunSerializer,
+    PredictErrorSerializer,
+    ResultSerializer,
+    StartRunSerializer,
+    UploadResultSerializer,
+)
+from .throttles import WriteThrottle
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):
@@ -28,8 +35,16 @@ class BatchRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     queryset = BatchRun.objects.all()
     serializer_class = BatchRunSerializer
     permission_classes = [ModelPermissions]
+    throttle_classes = [WriteThrottle]
 
-    @extend_schema(request=StartRunSerializer, responses={201: BatchRunSerializer})
+    @extend_schema(
+        request=StartRunSerializer,
+        responses={201: BatchRunSerializer, 400: PredictErrorSerializer, 503: PredictErrorSerializer},
+        examples=[
+            OpenApiExample("these photos", value={"image_ids": [12, 13, 14]}, request_only=True),
+            OpenApiExample("everything without a result", value={}, request_only=True),
+        ],
+    )
     def create(self, request):
         """Start a run over the given images, or over everything without a result."""
         serializer = StartRunSerializer(data=request.data)
@@ -61,6 +76,7 @@ class ImageUploadView(APIView):
 
     parser_classes = [MultiPartParser]
     permission_classes = [ModelPermissions]
+    throttle_classes = [WriteThrottle]
     queryset = Image.objects.none()
 
     @extend_schema(
@@ -70,7 +86,19 @@ class ImageUploadView(APIView):
                 "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}},
             }
         },
-        responses={201: UploadResultSerializer},
+        responses={201: UploadResultSerializer, 400: UploadResultSerializer, 507: UploadResultSerializer},
+        examples=[
+            OpenApiExample(
+                "one stored, one refused",
+                response_only=True,
+                status_codes=["201"],
+                value={
+                    "created": [12],
+                    "existing": [],
+                    "rejected": [{"name": "scan.pdf", "reason": "not_an_image", "detail": "not a JPEG, PNG or WebP"}],
+                },
+            )
+        ],
     )
     def post(self, request):
         files = request.FILES.getlist("images")

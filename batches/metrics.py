@@ -9,10 +9,11 @@ figures, and what other apps register there (the reviews app: its backlog).
 
 from __future__ import annotations
 
+import hmac
 import logging
 
 from django.db.models import Count
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -87,6 +88,10 @@ def metrics_view(request) -> HttpResponse:
 
     from classifier import inference
 
+    refused = metrics_refusal(request, settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS)
+    if refused is not None:
+        return refused
+
     inference.refresh_model_gauge()
     if settings.PROMETHEUS_MULTIPROC_DIR:
         from prometheus_client import multiprocess
@@ -97,3 +102,22 @@ def metrics_view(request) -> HttpResponse:
         process_registry = REGISTRY
     body = generate_latest(process_registry) + generate_latest(DATABASE_COLLECTORS)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_refusal(request, token: str, allowed_ips: list[str]) -> HttpResponse | None:
+    """None when the scraper may read /metrics: from a listed address, or with the bearer token;
+    open to all when neither is configured (a loopback bind)."""
+    if not token and not allowed_ips:
+        return None
+    if allowed_ips and request.META.get("REMOTE_ADDR") in allowed_ips:
+        return None
+    if token:
+        sent = request.headers.get("Authorization", "")
+        if sent.startswith("Bearer ") and hmac.compare_digest(sent[len("Bearer ") :].encode(), token.encode()):
+            return None
+        response = JsonResponse(
+            {"error": "unauthorized", "detail": "send Authorization: Bearer <METRICS_TOKEN>"}, status=401
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return JsonResponse({"error": "forbidden", "detail": "this address is not in METRICS_ALLOWED_IPS"}, status=403)

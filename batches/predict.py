@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +21,7 @@ from . import metrics
 from .models import Image
 from .serializers import PredictErrorSerializer, PredictJSONSerializer, PredictResponseSerializer
 from .storage import media_path
+from .throttles import PredictThrottle
 
 UPLOAD_FIELDS = ("images", "image", "file")
 
@@ -40,6 +41,7 @@ class PredictView(APIView):
     """Classify photos now: multipart uploads, stored images by id, or inbox files by path."""
 
     permission_classes = [permissions.IsAuthenticated, CanClassify]
+    throttle_classes = [PredictThrottle]
 
     @extend_schema(
         request={
@@ -49,7 +51,44 @@ class PredictView(APIView):
             },
             "application/json": PredictJSONSerializer,
         },
-        responses={200: PredictResponseSerializer, 400: PredictErrorSerializer, 503: PredictErrorSerializer},
+        responses={
+            200: PredictResponseSerializer,
+            400: PredictErrorSerializer,
+            403: PredictErrorSerializer,
+            429: PredictErrorSerializer,
+            503: PredictErrorSerializer,
+        },
+        examples=[
+            OpenApiExample("stored photos by id", value={"image_ids": [12, 13]}, request_only=True),
+            OpenApiExample(
+                "inbox files by path", value={"image_paths": ["2026-12-05/ret-0001.jpg"]}, request_only=True
+            ),
+            OpenApiExample(
+                "one photo classified",
+                response_only=True,
+                status_codes=["200"],
+                value={
+                    "model_version": "3",
+                    "predictions": [
+                        {
+                            "input": "ret-0001.jpg",
+                            "predicted_class": "casual_shoes",
+                            "confidence": 0.974,
+                            "threshold": 0.93,
+                            "auto_accepted": True,
+                            "review_reason": None,
+                            "all_probabilities": {"casual_shoes": 0.974, "sports_shoes": 0.021, "heels": 0.005},
+                        }
+                    ],
+                },
+            ),
+            OpenApiExample(
+                "too many files",
+                response_only=True,
+                status_codes=["400"],
+                value={"error": "too_many_files", "detail": "at most 200 photos per request", "limit": 200},
+            ),
+        ],
     )
     def post(self, request):
         try:

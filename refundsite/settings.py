@@ -6,6 +6,7 @@ a missing SECRET_KEY or ALLOWED_HOSTS stops start-up.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -110,6 +111,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_q",
     "django_prometheus",
+    "axes",
+    "csp",
     # The apps build on one another: classifier <- batches <- reviews (docs/architecture.md). reviews
     # comes first because its `train` command extends the classifier's (the first app's command wins).
     "reviews",
@@ -128,8 +131,27 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Content-Security-Policy: scripts, styles and everything else from this site only (no inline
+# script or style anywhere: page data travels in json_script blocks, which are not run); photos
+# chosen for upload are previewed from blob: URLs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "blob:", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 ROOT_URLCONF = "refundsite.urls"
 WSGI_APPLICATION = "refundsite.wsgi.application"
@@ -173,6 +195,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Logins: after LOGIN_FAILURE_LIMIT wrong passwords for one user name from one address, that pair
+# is locked out for LOGIN_LOCKOUT_MINUTES (django-axes; each failure is recorded in the database).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+if env_bool("BEHIND_PROXY", False):
+    AXES_IPWARE_PROXY_COUNT = 1  # the client's address is the proxy's X-Forwarded-For
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"  # sends each role to its page (refundsite.views.home)
 
@@ -317,6 +353,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
@@ -328,6 +365,16 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
+
+# Rates per user on the API's costly calls (batches.throttles): "<n>/<second|minute|hour|day>";
+# empty: no limit.
+API_THROTTLE_PREDICT = env_str("API_THROTTLE_PREDICT", "120/minute")
+API_THROTTLE_WRITES = env_str("API_THROTTLE_WRITES", "60/minute")
+
+# /metrics shows the review backlog and class counts: open where the server listens on loopback
+# only (the default bind); in production set a bearer token, or list the scrapers' addresses.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
 
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 PROMETHEUS_EXPORT_MIGRATIONS = False
@@ -341,5 +388,5 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["client_errors_on_one_line"]}
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"alembic": {"level": "WARNING"}, "mlflow": {"level": "WARNING"}},
+    "loggers": {"alembic": {"level": "WARNING"}, "mlflow": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

@@ -9,6 +9,8 @@ from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.template.response import TemplateResponse
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
+from drf_spectacular.views import SpectacularAPIView
 
 # Paths answered in JSON, errors included.
 API_PREFIXES = ("/api/", "/predict", "/health", "/metrics", "/admin/reviews/desk/api/")
@@ -95,3 +97,9 @@ def server_error(request):
 def _page(request, template, status, title, detail):
     response = TemplateResponse(request, template, {"title": title, "detail": detail, "status": status}, status=status)
     return response.render()
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema of every endpoint: JSON, or YAML with ?format=yaml or Accept: application/yaml."""
+
+    renderer_classes = [OpenApiJsonRenderer, OpenApiYamlRenderer]

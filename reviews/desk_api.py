@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
@@ -125,6 +126,50 @@ class GridSerializer(serializers.Serializer):
     )
 
 
+class ItemSerializer(serializers.Serializer):
+    """An item as item_payload sends it (the schema's description of it)."""
+
+    id = serializers.IntegerField()
+    image = serializers.IntegerField()
+    name = serializers.CharField()
+    run = serializers.IntegerField(allow_null=True)
+    predicted_class = serializers.CharField()
+    confidence = serializers.FloatField()
+    threshold = serializers.FloatField(allow_null=True)
+    top = serializers.ListField(child=serializers.ListField(), help_text="[class, probability] x 3")
+    classes = serializers.ListField(child=serializers.CharField())
+    reason = serializers.CharField()
+    reason_label = serializers.CharField()
+    yours = serializers.DictField(allow_null=True, help_text="your earlier decision on it, if any")
+    photo = serializers.CharField(allow_null=True, help_text="data: URL of the photo, 640 px tall")
+    full_size = serializers.CharField(help_text="URL of the photo at its own size")
+
+
+class DecisionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item = serializers.IntegerField()
+    image = serializers.IntegerField()
+    outcome = serializers.CharField()
+    final_class = serializers.CharField(allow_blank=True)
+    predicted_class = serializers.CharField()
+    stage = serializers.CharField()
+    status = serializers.CharField()
+    decided_at = serializers.DateTimeField()
+
+
+class DeskErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    detail = serializers.JSONField()
+
+
+ITEMS = inline_serializer("DeskItems", {"items": ItemSerializer(many=True)})
+ERRORS = {code: DeskErrorSerializer for code in (400, 403, 404, 409)}
+
+
+def desk_schema(request, response):
+    return extend_schema(request=request, responses={200: response, **ERRORS}, tags=["review desk"])
+
+
 class DeskView(APIView):
     authentication_classes = [SessionAuthentication]  # with its CSRF check
     permission_classes = [IsDeskReviewer]
@@ -157,6 +202,7 @@ class DeskView(APIView):
 class NextItemsView(DeskView):
     """Claim the next items of a queue for you (oldest first) and send them with their photos."""
 
+    @desk_schema(NextSerializer, ITEMS)
     def post(self, request):
         return Response({"items": self.next_items(self.valid(NextSerializer))})
 
@@ -164,6 +210,10 @@ class NextItemsView(DeskView):
 class DecideView(DeskView):
     """Record your decision on an item, and claim the next item of your queue in the same request."""
 
+    @desk_schema(
+        DecideSerializer,
+        inline_serializer("DeskDecided", {"decision": DecisionSerializer(), "items": ItemSerializer(many=True)}),
+    )
     def post(self, request, pk: int):
         data = self.valid(DecideSerializer)
         decision = services.record_decision(
@@ -180,6 +230,7 @@ class DecideView(DeskView):
 class SkipView(DeskView):
     """Give an item back to the pool undecided (and claim the next one)."""
 
+    @desk_schema(NextSerializer, ITEMS)
     def post(self, request, pk: int):
         data = self.valid(NextSerializer)
         if not claims.release_items([pk], request.user):  # it was not yours: free, or someone else's
@@ -194,6 +245,7 @@ class SkipView(DeskView):
 class OpenView(DeskView):
     """Claim one given item again (to change a decision), unless someone else holds it."""
 
+    @desk_schema(None, ITEMS)
     def post(self, request, pk: int):
         item = claims.claim_item(pk, request.user)
         if item is None:
@@ -210,6 +262,7 @@ class OpenView(DeskView):
 class ReleaseView(DeskView):
     """Give your claims on these items back to the pool (leaving the grid undecided)."""
 
+    @desk_schema(IdsSerializer, inline_serializer("DeskReleased", {"released": serializers.IntegerField()}))
     def post(self, request):
         return Response({"released": claims.release_items(self.valid(IdsSerializer)["ids"], request.user)})
 
@@ -217,6 +270,15 @@ class ReleaseView(DeskView):
 class RenewView(DeskView):
     """Keep your claims on the items the desk holds alive; says how many wait in your queue."""
 
+    @desk_schema(
+        inline_serializer(
+            "DeskRenew",
+            {"ids": serializers.ListField(child=serializers.IntegerField()), "queue": QueueSerializer(required=False)},
+        ),
+        inline_serializer(
+            "DeskRenewed", {"renewed": serializers.IntegerField(), "waiting": serializers.IntegerField()}
+        ),
+    )
     def post(self, request):
         data = self.valid(IdsSerializer)
         renewed = claims.renew_claims(data["ids"], request.user)
@@ -227,6 +289,17 @@ class RenewView(DeskView):
 class GridConfirmView(DeskView):
     """Confirm the predicted class of the grid's unmarked photos; the marked ones stay yours, for the desk."""
 
+    @desk_schema(
+        GridSerializer,
+        inline_serializer(
+            "DeskGridConfirmed",
+            {
+                "confirmed": serializers.IntegerField(),
+                "refused": serializers.ListField(child=serializers.DictField()),
+                "marked": serializers.ListField(child=serializers.IntegerField()),
+            },
+        ),
+    )
     def post(self, request):
         data = self.valid(GridSerializer)
         items = ReviewItem.objects.filter(pk__in=data["confirm"])

@@ -18,10 +18,13 @@ class Command(BaseCommand):
         runs = BatchRun.objects.all()
         run = runs.filter(pk=options["run"]).first() if options["run"] else runs.first()
         if run is None:
-            raise CommandError("no such run")
+            raise CommandError(f"no run {options['run']}: see the runs page or the admin for run ids" if options["run"] else "no runs yet: start one with manage.py run_batch")
         write = exports.write_csv if options["format"] == "csv" else exports.write_jsonl
         if options["output"]:
-            with open(options["output"], "w", newline="", encoding="utf-8") as stream:
-                write(exports.result_rows(run), stream)
+            try:
+                with open(options["output"], "w", newline="", encoding="utf-8") as stream:
+                    write(exports.result_rows(run), stream)
+            except OSError as exc:
+                raise CommandError(f"cannot write {options['output']}: {exc.strerror}") from exc
         else:
             write(exports.result_rows(run), sys.stdout)

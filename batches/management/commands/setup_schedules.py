@@ -1,5 +1,6 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from croniter import croniter
+from django.core.management.base import BaseCommand, CommandError
 from django_q.models import Schedule
 
 
@@ -7,6 +8,10 @@ class Command(BaseCommand):
     help = "Create or update the nightly batch and the stalled-run check (safe to rerun)."
 
     def handle(self, *args, **options):
+        if not croniter.is_valid(settings.NIGHTLY_CRON):
+            raise CommandError(
+                f"NIGHTLY_CRON {settings.NIGHTLY_CRON!r} is not a cron expression (five fields, e.g. '0 2 * * *')"
+            )
         Schedule.objects.update_or_create(
             name="nightly-batch",
             defaults={

@@ -43,14 +43,14 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from classifier import registry
 
+        data = [] if options["demo"] else [Path(folder) for folder in options["data"] or () if folder]
+        for folder in data:
+            if not folder.is_dir():
+                raise CommandError(f"{folder} is not a directory: pass --data a folder of class folders")
         current = registry.alias_version(services.PRODUCTION)
         if current is not None:
             self.stdout.write(f"production is already version {current} of {settings.MODEL_NAME}")
             return
-        data = [] if options["demo"] else [Path(folder) for folder in options["data"] or () if folder]
-        for folder in data:
-            if not folder.is_dir():
-                raise CommandError(f"{folder} is not a directory")
         actor = command_actor("bootstrap_model")
         if data:
             registered = self.linear_probe(data, actor, options["max_per_class"], build_int8=not options["no_int8"])

@@ -25,6 +25,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         target = Path(options["directory"])
+        try:  # found before any work, even with nothing to export
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"cannot write to {target}: {exc.strerror}") from exc
         counts = Counter()
         skipped = 0
         for photo in services.reviewed_photos(outcomes=tuple(Outcome)):

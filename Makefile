@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DATABASE_URL_TEST ?= postgres://postgres@127.0.0.1:5432/refunds
 
-.PHONY: run test venv check clean browser bench bench-review
+.PHONY: run test venv check clean browser bench bench-review fuzz screenshots
 
 venv: $(STAMP)
 
@@ -42,6 +42,10 @@ bench: venv
 bench-review: venv
 	./bin/manage migrate --noinput >/dev/null
 	./bin/manage bench_review
+
+# Every API endpoint fuzzed from its OpenAPI schema with more cases than the suite's (FUZZ_EXAMPLES per operation).
+fuzz: venv
+	DATABASE_URL=$(DATABASE_URL_TEST) FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-150} $(PY) -m pytest -m fuzz -q
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

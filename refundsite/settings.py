@@ -87,6 +87,7 @@ if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("ALLOWED_HOSTS must be set (or DEBUG=True for local development)")
     ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+CSRF_FAILURE_VIEW = "refundsite.views.csrf_failure"
 
 # Behind TLS: secure cookies, HSTS and the redirect to https.
 HTTPS = env_bool("HTTPS", False)
@@ -210,6 +211,7 @@ if env_bool("BEHIND_PROXY", False):
     AXES_IPWARE_PROXY_COUNT = 1  # the client's address is the proxy's X-Forwarded-For
     AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 LOGIN_URL = "login"
+LOGOUT_REDIRECT_URL = "login"
 LOGIN_REDIRECT_URL = "home"  # sends each role to its page (refundsite.views.home)
 
 LANGUAGE_CODE = "en-us"

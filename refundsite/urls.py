@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from batches import api as batches_api
 from batches.metrics import metrics_view
@@ -14,7 +14,7 @@ admin.site.site_header = "Refund item classifier"
 admin.site.site_title = "Refund item classifier"
 admin.site.index_title = "Review queue, photos, runs and models"
 
-router = DefaultRouter()
+router = SimpleRouter()  # no API root or format suffixes: /api/schema/ describes every endpoint
 router.register("runs", batches_api.BatchRunViewSet, basename="run")
 
 urlpatterns = [

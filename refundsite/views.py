@@ -27,10 +27,13 @@ ROLE_PAGES = [
 def home(request):
     """Operators land on the upload page, reviewers on the review desk, anyone else on what they may do."""
     user = request.user
+    reviewer_not_staff = user.has_perm("reviews.change_reviewitem") and not user.is_staff
     for permissions, url_name in ROLE_PAGES:
-        if user.has_perms(permissions) and (url_name != "reviews:desk" or user.is_staff):
+        if reviewer_not_staff and url_name != "batches:upload":
+            break  # the desk is in the admin: say what to ask for rather than land elsewhere
+        if user.has_perms(permissions):
             return redirect(url_name)
-    return render(request, "site/access.html", {"reviewer_not_staff": user.has_perm("reviews.change_reviewitem")})
+    return render(request, "site/access.html", {"reviewer_not_staff": reviewer_not_staff})
 
 
 def is_api(request) -> bool:
@@ -79,6 +82,14 @@ def permission_denied(request, exception):
         return JsonResponse({"error": "forbidden", "detail": str(exception) or "permission denied"}, status=403)
     detail = str(exception) or "Your account does not have access to this page."
     return _page(request, "site/error.html", 403, "No access", detail)
+
+
+def csrf_failure(request, reason=""):
+    """A POST without its CSRF token (a form left open across a log-in, or a script without the token)."""
+    detail = "The form was out of date or its security token was missing: reload the page and try again."
+    if is_api(request):
+        return JsonResponse({"error": "csrf_failed", "detail": f"CSRF check failed: {reason}"}, status=403)
+    return _page(request, "site/error.html", 403, "Please reload the page", detail)
 
 
 def page_not_found(request, exception):

@@ -18,7 +18,11 @@ class Command(BaseCommand):
         runs = BatchRun.objects.all()
         run = runs.filter(pk=options["run"]).first() if options["run"] else runs.first()
         if run is None:
-            raise CommandError(f"no run {options['run']}: see the runs page or the admin for run ids" if options["run"] else "no runs yet: start one with manage.py run_batch")
+            raise CommandError(
+                f"no run {options['run']}: see the runs page or the admin for run ids"
+                if options["run"]
+                else "no runs yet: start one with manage.py run_batch"
+            )
         write = exports.write_csv if options["format"] == "csv" else exports.write_jsonl
         if options["output"]:
             try:

@@ -1,5 +1,5 @@
-from django.conf import settings
 from croniter import croniter
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django_q.models import Schedule
 

@@ -37,7 +37,10 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server, trained_model):
-    context = browser.new_context(base_url=live_server.url, accept_downloads=True)
+    # Playwright's wait_for_function evaluates its predicate with eval, which the site's
+    # Content-Security-Policy forbids: the tests' context bypasses it (test_csp_in_browser.py
+    # checks the pages with the policy enforced).
+    context = browser.new_context(base_url=live_server.url, accept_downloads=True, bypass_csp=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
     yield page

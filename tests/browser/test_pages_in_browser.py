@@ -32,9 +32,10 @@ def test_an_operator_uploads_photos_sees_results_and_downloads_csv(page, tmp_pat
     download.value.save_as(target)
     with open(target, newline="") as handle:
         table = list(csv.DictReader(handle))
-    assert [row["outcome"] for row in table] == ["predicted"] * 3
+    assert [row["outcome"] for row in table] == ["predicted"] * 3 + ["refused"]  # the refusal is kept too
+    assert table[-1]["original_name"] == "truncated.jpg" and table[-1]["failure_reason"] == "truncated"
     shown = rows.locator("td.class").all_inner_texts()
-    assert shown == [row["predicted_class"] for row in table]
+    assert shown == [row["predicted_class"] for row in table[:3]]
 
 
 def test_the_progress_bar_follows_a_running_batch(page):

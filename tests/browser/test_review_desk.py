@@ -23,7 +23,11 @@ def new_page(browser, live_server):
     contexts = []
 
     def make():
-        context = browser.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 768})
+        context = browser.new_context(
+            base_url=live_server.url,
+            viewport={"width": 1366, "height": 768},
+            bypass_csp=True,  # see conftest.page
+        )
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(20_000)

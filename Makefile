@@ -12,9 +12,11 @@ venv: $(STAMP)
 
 # The venv is rebuilt whenever requirements.txt changes.
 $(STAMP): requirements.txt
+	@echo "==> Python packages into $(VENV) (first time: about 2-3 minutes from the local wheel cache,"
+	@echo "    longer when pip downloads; afterwards only when requirements.txt changes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --progress-bar on -r requirements.txt
 	touch $(STAMP)
 
 run: venv
@@ -46,6 +48,10 @@ bench-review: venv
 # Every API endpoint fuzzed from its OpenAPI schema with more cases than the suite's (FUZZ_EXAMPLES per operation).
 fuzz: venv
 	DATABASE_URL=$(DATABASE_URL_TEST) FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-150} $(PY) -m pytest -m fuzz -q
+
+# The pages at 1366x768 into docs/screenshots/ (shown in the README).
+screenshots: venv browser
+	DATABASE_URL=$(DATABASE_URL_TEST) $(PY) -m pytest -m screenshots -q tests/browser/test_screenshots.py
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from . import backbones
+from .frozen import Progress
 from .imaging import Rejection, open_photo
 from .runtimes import INPUT_NAME, ONNX_INT8_FILE, OUTPUT_NAME, OnnxRunner
 
@@ -24,7 +25,9 @@ logger = logging.getLogger(__name__)
 CALIBRATION_BATCH = 32
 
 
-def export_int8(model: torch.nn.Module, calibration: list[torch.Tensor], target_dir: Path) -> dict:
+def export_int8(
+    model: torch.nn.Module, calibration: list[torch.Tensor], target_dir: Path, progress: Progress | None = None
+) -> dict:
     """Write model.int8.onnx into target_dir; returns its config entry (file, digest, calibration)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -37,6 +40,8 @@ def export_int8(model: torch.nn.Module, calibration: list[torch.Tensor], target_
     sample = torch.stack(calibration[: min(2, len(calibration))])
     target_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, _quiet_quantiser():
+        if progress:
+            progress({"stage": "note", "text": "int8: exporting the network to ONNX (about 30 s)"})
         fp32 = Path(tmp) / "model.onnx"
         prepared = Path(tmp) / "model.pre.onnx"
         torch.onnx.export(
@@ -54,7 +59,7 @@ def export_int8(model: torch.nn.Module, calibration: list[torch.Tensor], target_
         quantize_static(
             str(prepared),
             str(target_dir / ONNX_INT8_FILE),
-            _CalibrationReader(calibration),
+            _CalibrationReader(calibration, progress),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
@@ -84,31 +89,43 @@ def _first_and_last_layers(path: Path) -> list[str]:
     return [layers[0], layers[-1]] if len(layers) > 1 else []
 
 
-def _preprocessed(config: dict, photos: list[Path]) -> list[torch.Tensor | None]:
+def _preprocessed(config: dict, photos: list[Path], progress: Progress | None = None, step: str = "") -> list[torch.Tensor | None]:
     """Photos decoded and preprocessed as when serving, in order (None for an unreadable one)."""
     transform = backbones.eval_transform(config["preprocessing"])
     tensors: list[torch.Tensor | None] = []
-    for photo in photos:
+    for number, photo in enumerate(photos, 1):
         try:
-            image = open_photo(photo)
+            tensors.append(transform(open_photo(photo)))
         except Rejection:
             tensors.append(None)
-            continue
-        tensors.append(transform(image))
+        _report(progress, step, number, len(photos), "img")
     return tensors
+
+
+def _report(progress: Progress, step: str, done: int, total: int, unit: str) -> None:
+    if progress and step:
+        progress({"stage": "step", "name": step, "done": done, "total": total, "unit": unit})
 
 
 class _CalibrationReader:
     """Feeds the calibration photos to the quantiser in batches (onnxruntime's reader protocol)."""
 
-    def __init__(self, tensors: list[torch.Tensor]):
+    def __init__(self, tensors: list[torch.Tensor], progress: Progress | None = None):
+        starts = range(0, len(tensors), CALIBRATION_BATCH)
         self._batches: Iterator[dict] = (
-            {INPUT_NAME: torch.stack(tensors[start : start + CALIBRATION_BATCH]).numpy()}
-            for start in range(0, len(tensors), CALIBRATION_BATCH)
+            {INPUT_NAME: torch.stack(tensors[start : start + CALIBRATION_BATCH]).numpy()} for start in starts
         )
+        self._given, self._total, self._progress = 0, len(starts), progress
 
     def get_next(self) -> dict | None:
-        return next(self._batches, None)
+        batch = next(self._batches, None)
+        if batch is not None:
+            if self._given:  # the quantiser asks for the next batch once it has run the last one
+                _report(self._progress, "calibrating the int8 ranges", self._given, self._total, "batch")
+            self._given += 1
+        else:
+            _report(self._progress, "calibrating the int8 ranges", self._total, self._total, "batch")
+        return batch
 
 
 class _quiet_quantiser:
@@ -138,6 +155,7 @@ def build_int8(
     photos: list[Path],
     target_dir: Path,
     routing: tuple[list[tuple[Path, int]], Callable] | None = None,
+    progress: Progress | None = None,
 ) -> dict | None:
     """Quantise `model` with `photos` (training photos, preprocessed as when serving) into
     target_dir; returns the config entry, or None when int8 disagrees too often with fp32.
@@ -145,13 +163,16 @@ def build_int8(
     `routing` = (held-out photos with their class index, fit(logits, labels, positions) -> policy,
     positions being the indices of the photos that decoded): the
     routing policy is fitted again on the int8 network's own outputs for those photos, so that
-    what it accepts automatically reaches the target precision as served.
+    what it accepts automatically reaches the target precision as served. `progress` receives
+    {"stage": "step", "name", "done", "total", "unit"} for each step and {"stage": "note", "text"}.
     """
-    tensors = [tensor for tensor in _preprocessed(config, photos) if tensor is not None]
-    entry = export_int8(model, tensors, target_dir)
+    decoded = _preprocessed(config, photos, progress, "int8: reading the calibration photos")
+    tensors = [tensor for tensor in decoded if tensor is not None]
+    entry = export_int8(model, tensors, target_dir, progress)
     runner = OnnxRunner(target_dir / entry["file"], torch.get_num_threads())
     with torch.inference_mode():
-        same = _batched(runner, tensors).argmax(dim=1) == _batched(model, tensors).argmax(dim=1)
+        quantised = _batched(runner, tensors, progress, "int8: comparing with the float network (int8)")
+        same = quantised.argmax(dim=1) == _batched(model, tensors, progress, "int8: comparing (float)").argmax(dim=1)
     agreement = float(same.float().mean())
     entry["top1_agreement_with_fp32"] = round(agreement, 4)
     if agreement < MIN_INT8_AGREEMENT:
@@ -164,18 +185,19 @@ def build_int8(
         return None
     if routing and routing[0]:
         held_out, fit = routing
-        decoded = _preprocessed(config, [path for path, _ in held_out])
+        decoded = _preprocessed(config, [path for path, _ in held_out], progress, "int8: reading held-out photos")
         kept = [i for i, tensor in enumerate(decoded) if tensor is not None]
-        logits = _batched(runner, [decoded[i] for i in kept])
+        logits = _batched(runner, [decoded[i] for i in kept], progress, "int8: routing on held-out photos")
         entry["routing"] = fit(logits, torch.tensor([held_out[i][1] for i in kept]), kept)
     return entry
 
 
-def _batched(network: Callable[[torch.Tensor], torch.Tensor], tensors: list[torch.Tensor]) -> torch.Tensor:
+def _batched(
+    network: Callable[[torch.Tensor], torch.Tensor], tensors: list[torch.Tensor], progress: Progress | None = None, step: str = ""
+) -> torch.Tensor:
     """The outputs of a network for preprocessed photos, CALIBRATION_BATCH at a time."""
-    return torch.cat(
-        [
-            network(torch.stack(tensors[start : start + CALIBRATION_BATCH]))
-            for start in range(0, len(tensors), CALIBRATION_BATCH)
-        ]
-    )
+    outputs = []
+    for start in range(0, len(tensors), CALIBRATION_BATCH):
+        outputs.append(network(torch.stack(tensors[start : start + CALIBRATION_BATCH])))
+        _report(progress, step, min(start + CALIBRATION_BATCH, len(tensors)), len(tensors), "img")
+    return torch.cat(outputs)

@@ -59,6 +59,7 @@ def register_model(
     extra_tags: dict | None = None,
     int8_photos: list[Path] | None = None,
     int8_routing: tuple[list[tuple[Path, int]], Callable] | None = None,
+    progress: Callable[[dict], None] | None = None,
 ) -> Registered:
     """Log a trained (or demo) model to MLflow and register it as a new version.
 
@@ -67,12 +68,18 @@ def register_model(
     as a tag and a parameter. `int8_photos` (training photos) calibrate an int8 ONNX network
     stored with the version for the CPU serving path (classifier.runtimes); `int8_routing`
     (held-out photos, fit function) refits the routing policy on that network's outputs.
+    `progress` receives the int8 build's steps and a note as each later step starts.
     """
     from . import artifacts, datasets, int8, plots, registry, runtimes
+
+    def note(text: str) -> None:
+        if progress:
+            progress({"stage": "note", "text": text})
 
     tags = {"arch": config["arch"], "head": config["head"], "demo": "true" if config.get("demo") else "false"}
     tags.update(extra_tags or {})
     with registry.TrainingRun(run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        note("logging the recipe, figures and confusion matrices to MLflow (a few seconds)")
         if manifest:
             digest = datasets.manifest_digest(manifest)
             params = {**params, "dataset_manifest_sha256": digest}
@@ -89,9 +96,10 @@ def register_model(
             run.log_image(picture, f"confusion_matrix_{name}.png")
         run.set_tags(tags)
         if int8_photos:
-            entry = int8.build_int8(model, config, int8_photos, Path(tmp) / "model", int8_routing)
+            entry = int8.build_int8(model, config, int8_photos, Path(tmp) / "model", int8_routing, progress)
             if entry:
                 config = {**config, "runtimes": {runtimes.ONNX_INT8: entry}}
+        note("saving the network and registering the version in MLflow (about 10 s)")
         saved = artifacts.save_model_dir(model, config, Path(tmp) / "model")
         run.log_json(saved, "serving_config.json")
         version = run.register(Path(tmp) / "model", tags)
@@ -152,6 +160,7 @@ def train_and_register(
         extra_tags={"holdout_accuracy": str(result.history[-1]["holdout_accuracy"])},
         int8_photos=result.int8_photos if build_int8 else None,
         int8_routing=training.int8_routing(result, cfg),
+        progress=progress,
     )
     for alias in aliases:
         move_alias(alias, registered.version, action, actor)

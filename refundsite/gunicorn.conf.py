@@ -12,3 +12,19 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    # Warm each worker before it takes a request: import the model libraries and load the
+    # production model, so that the first /health or /predict is not the one that waits for them.
+    import time
+
+    started = time.monotonic()
+    try:
+        from classifier import inference
+
+        inference.get_classifier()
+    except Exception as exc:  # no model yet, or the registry is away: the first /predict loads it
+        worker.log.warning("worker %s started cold: %s", worker.pid, exc)
+        return
+    worker.log.info("worker %s warm in %.1f s", worker.pid, time.monotonic() - started)

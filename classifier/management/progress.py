@@ -39,7 +39,13 @@ class TrainingProgress:
             self.write(", ".join(parts))
         elif stage == "int8":
             self.close()
-            self.write(f"building the int8 ONNX network ({event['photos']} calibration photos)")
+            self.write(f"building the int8 ONNX network ({event['photos']} calibration photos; about 1-2 minutes)")
+        elif stage == "step":  # one bar per named step (int8 build)
+            bar = self._bar(("step", event["name"]), event["total"], event["name"], event.get("unit", "it"))
+            bar.update(event["done"] - bar.n)
+        elif stage == "note":
+            self.close()
+            self.write(event["text"])
 
     def _bar(self, key, total: int, desc: str, unit: str) -> tqdm:
         if self.key != key:

@@ -89,7 +89,9 @@ def _first_and_last_layers(path: Path) -> list[str]:
     return [layers[0], layers[-1]] if len(layers) > 1 else []
 
 
-def _preprocessed(config: dict, photos: list[Path], progress: Progress | None = None, step: str = "") -> list[torch.Tensor | None]:
+def _preprocessed(
+    config: dict, photos: list[Path], progress: Progress | None = None, step: str = ""
+) -> list[torch.Tensor | None]:
     """Photos decoded and preprocessed as when serving, in order (None for an unreadable one)."""
     transform = backbones.eval_transform(config["preprocessing"])
     tensors: list[torch.Tensor | None] = []
@@ -193,7 +195,10 @@ def build_int8(
 
 
 def _batched(
-    network: Callable[[torch.Tensor], torch.Tensor], tensors: list[torch.Tensor], progress: Progress | None = None, step: str = ""
+    network: Callable[[torch.Tensor], torch.Tensor],
+    tensors: list[torch.Tensor],
+    progress: Progress | None = None,
+    step: str = "",
 ) -> torch.Tensor:
     """The outputs of a network for preprocessed photos, CALIBRATION_BATCH at a time."""
     outputs = []

@@ -31,6 +31,12 @@ def test_screenshots_of_the_operator_pages(browser, live_server, trained_model, 
     page.wait_for_url("**/runs/*/")
     page.locator("#run-status", has_text="Completed").wait_for()
     page.screenshot(path=TARGET / "run.png")
+    for classes in (["belts", "wallets", "heels"], ["sunglasses", "backpacks"]):  # more history
+        page.goto("/upload/")
+        page.set_input_files("#id_photos", [path for path, _ in dev_photos("val", per_class=3, classes=classes)])
+        page.click("#upload-button")
+        page.wait_for_url("**/runs/*/")
+        page.locator("#run-status", has_text="Completed").wait_for()
     page.goto("/runs/")
     page.screenshot(path=TARGET / "history.png")
     context.close()

@@ -237,6 +237,7 @@ def configuration(classifier) -> dict:
         **classifier.describe(),
         "decode_threads": settings.INFERENCE_THREADS or os.cpu_count(),
         "chunk_size": settings.BATCH_CHUNK_SIZE,
+        "progress_steps": settings.BATCH_PROGRESS_STEPS,  # a run under steps x chunk_size photos uses smaller chunks
         "allocator": os.environ.get("LD_PRELOAD") or "glibc",
         "database": connection.vendor,
         "cpu": platform.processor() or platform.machine(),

@@ -76,3 +76,10 @@ def test_an_import_the_wrong_way_is_caught(tmp_path):
         "batches/predict.py imports reviews",
         "batches/predict.py imports torch (model libraries stay in classifier/)",
     ]
+
+
+def test_the_top_level_folders_of_the_design_are_in_the_tree():
+    """media/ is kept in a clone (its contents are not), with a README on what is stored there."""
+    assert (ROOT / "media" / "README.md").is_file()
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "/media/*" in ignored and "!/media/README.md" in ignored

@@ -1,6 +1,7 @@
 """Settings come from the environment; production refuses to start without its secrets."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -44,3 +45,27 @@ def test_a_fresh_checkout_defaults_to_sqlite_under_var():
 
 def test_debug_runs_without_secrets_for_local_development():
     assert start(DEBUG="true").returncode == 0
+
+
+def test_check_deploy_reports_only_what_the_readme_explains():
+    """`check --deploy` with the README's production settings: the two HSTS warnings it explains."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "VAR_DIR": str(settings.VAR_DIR),
+        "SECRET_KEY": "a-long-production-secret-key-made-of-many-random-characters-0123456789",
+        "ALLOWED_HOSTS": "returns.example.com",
+        "HTTPS": "True",
+        "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/refunds"),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = sorted(set(re.findall(r"\((\w+\.[A-Z]\d+)\)", result.stdout + result.stderr)))
+    assert found == ["security.W005", "security.W021"], result.stdout + result.stderr
+    readme = (settings.BASE_DIR / "README.md").read_text()
+    assert "security.W005" in readme and "security.W021" in readme

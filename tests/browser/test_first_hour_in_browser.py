@@ -31,6 +31,7 @@ def test_a_user_without_a_role_reads_what_to_ask_for(page):
 
 def test_chosen_photos_are_listed_with_thumbnails_and_the_limits_checked_first(page, settings):
     settings.MAX_UPLOAD_FILES = 3
+    settings.MAX_UPLOAD_BYTES = 3000  # the development photos are 1-2 KB; valid_control.jpg is 4.7 KB
     make_user("olga", "operators", password=PASSWORD)
     log_in(page, "olga", next_url="/upload/")
     photos = [path for path, _ in dev_photos("val", per_class=1, classes=["jeans", "watches", "belts", "heels"])]
@@ -42,6 +43,11 @@ def test_chosen_photos_are_listed_with_thumbnails_and_the_limits_checked_first(p
     assert page.is_disabled("#upload-button")  # nothing is sent over the limit
     page.click("#file-list li:last-child .remove")
     assert page.locator("#file-list li").count() == 3 and page.is_enabled("#upload-button")
+    # A photo over MAX_UPLOAD_BYTES is flagged, and nothing is sent until it is removed.
+    page.set_input_files("#id_photos", photos[:3] + [BAD_INPUTS / "valid_control.jpg"])
+    assert page.locator("#file-list li.too-big").count() >= 1 and page.is_disabled("#upload-button")
+    assert "over" in page.inner_text("#choice-error")
+    page.set_input_files("#id_photos", photos[:3])
     page.click("#upload-button")
     page.wait_for_url("**/runs/*/")
     page.wait_for_function("document.getElementById('run-status').textContent.trim() === 'Completed'")
@@ -59,21 +65,31 @@ def test_photos_dropped_on_the_page_are_uploaded_with_progress_and_refusals_kept
     handle = page.evaluate_handle(
         """files => {
             const transfer = new DataTransfer();
-            for (const [name, type, bytes] of files) transfer.items.add(new File([new Uint8Array(bytes)], name, {type}));
+            for (const [name, type, bytes] of files) {
+                transfer.items.add(new File([new Uint8Array(bytes)], name, {type}));
+            }
             return transfer;
         }""",
         [[name, kind, list(data)] for name, kind, data in files],
     )
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": handle})
     assert page.locator("#file-list li").count() == 5
+    # What the upload's progress line says, kept across the navigation to the run's page.
     page.evaluate(
-        """() => { window.seen = []; new MutationObserver(() => window.seen.push(document.getElementById('upload-text').textContent))
-               .observe(document.getElementById('upload-text'), {childList: true, characterData: true, subtree: true}); }"""
+        """() => {
+            const text = document.getElementById('upload-text'), seen = [];
+            new MutationObserver(() => {
+                seen.push(text.textContent);
+                sessionStorage.setItem('upload-seen', JSON.stringify(seen));
+            }).observe(text, {childList: true, characterData: true, subtree: true});
+        }"""
     )
     page.click("#upload-button")
     page.wait_for_url("**/runs/*/")
     page.wait_for_function("document.getElementById('run-status').textContent.trim() !== 'Running'")
     assert "truncated.jpg" in page.inner_text("#problems .refusals")
+    shown = page.evaluate("JSON.parse(sessionStorage.getItem('upload-seen') || '[]')")
+    assert any(line.startswith(("Uploading:", "Uploaded;")) for line in shown), shown
     page.reload()  # the refusal stays with the run
     assert "Refused at upload (1)" in page.inner_text("#problems")
     run = BatchRun.objects.get()

@@ -15,7 +15,10 @@
         const p = run.progress;
         bar.max = Math.max(p.total, 1);
         bar.value = p.done;
-        text.textContent = `${p.done} of ${p.total} photos done (${p.predicted} classified, ${p.failed} failed)`;
+        text.textContent =
+          p.done === 0 && run.status === "running"
+            ? `0 of ${p.total} photos done: starting (a worker takes the run and loads the model, a few seconds the first time)…`
+            : `${p.done} of ${p.total} photos done (${p.predicted} classified, ${p.failed} failed)`;
         const label = run.status.replace(/_/g, " ");
         status.textContent = label.charAt(0).toUpperCase() + label.slice(1);
         if (run.status !== "running") {

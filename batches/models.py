@@ -167,19 +167,6 @@ class BatchRun(models.Model):
             images = images.with_outcome(self.model_version, outcome)
         return images.with_outcomes(self.model_version)
 
-    def triage_counts(self) -> dict[str, int]:
-        """Photos of the run by what needs doing: review, accepted, failed, pending (and refused at upload)."""
-        predictions = Prediction.objects.for_run(self)
-        review = predictions.exclude(review_reason="").count()
-        counts = self.counts()
-        return {
-            "review": review,
-            "accepted": counts["predicted"] - review,
-            "failed": counts["failed"],
-            "pending": counts["pending"],
-            "refused": len(self.refused),
-        }
-
     def class_distribution(self) -> list[dict]:
         """Per predicted class, the photos accepted automatically and those sent to review, the
         largest class first (live while the run runs)."""

@@ -4,6 +4,11 @@ from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
 
 
+def megabytes(size: int) -> str:
+    """A byte limit as people read it: 20971520 -> "20 MB"."""
+    return f"{size / (1024 * 1024):g} MB"
+
+
 class UploadSizeCap(FileUploadHandler):
     """First of FILE_UPLOAD_HANDLERS: passes on at most MAX_UPLOAD_BYTES + 1 bytes of each file.
 

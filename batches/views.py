@@ -16,6 +16,7 @@ from classifier import registry
 from . import exports, ingest, previews, services
 from .forms import UploadForm
 from .models import BatchRun, Image
+from .uploads import megabytes
 
 RESULTS_PER_PAGE = 100
 
@@ -42,7 +43,7 @@ def upload_page(request, form=None, errors=(), status=200):
         "errors": errors,
         "max_files": settings.MAX_UPLOAD_FILES,
         "max_bytes": settings.MAX_UPLOAD_BYTES,
-        "max_mb": f"{settings.MAX_UPLOAD_BYTES / (1024 * 1024):g}",
+        "max_mb": megabytes(settings.MAX_UPLOAD_BYTES),
     }
     return render(request, "batches/upload.html", context, status=status)
 
@@ -98,8 +99,16 @@ def run_detail(request, pk: int):
     if show not in dict(TRIAGE):
         show = ""
     page = Paginator(run.result_images(show), RESULTS_PER_PAGE).get_page(request.GET.get("page"))
-    triage = run.triage_counts()
+    counts = run.counts()
     distribution = run.class_distribution()
+    review = sum(row["review"] for row in distribution)
+    triage = {
+        "": run.total,
+        "review": review,
+        "accepted": counts["predicted"] - review,
+        "failed": counts["failed"],
+        "pending": counts["pending"],
+    }
     largest = max((row["total"] for row in distribution), default=1)
     for row in distribution:  # bar lengths in percent of the largest class
         row["accepted_pct"] = round(100 * row["accepted"] / largest, 2)
@@ -107,11 +116,10 @@ def run_detail(request, pk: int):
     context = {
         "run": run,
         "page": page,
-        "counts": run.counts(),
+        "counts": counts,
         "failures": run.failure_counts(),
         "show": show,
-        "tabs": [(key, label, triage[key] if key else run.total) for key, label in TRIAGE],
-        "refused_count": triage["refused"],
+        "tabs": [(key, label, triage[key]) for key, label in TRIAGE],
         "distribution": distribution,
         "can_review": request.user.is_staff and request.user.has_perm("reviews.change_reviewitem"),
     }

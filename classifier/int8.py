@@ -104,7 +104,7 @@ def _preprocessed(
     return tensors
 
 
-def _report(progress: Progress, step: str, done: int, total: int, unit: str) -> None:
+def _report(progress: Progress | None, step: str, done: int, total: int, unit: str) -> None:
     if progress and step:
         progress({"stage": "step", "name": step, "done": done, "total": total, "unit": unit})
 
@@ -117,16 +117,14 @@ class _CalibrationReader:
         self._batches: Iterator[dict] = (
             {INPUT_NAME: torch.stack(tensors[start : start + CALIBRATION_BATCH]).numpy()} for start in starts
         )
-        self._given, self._total, self._progress = 0, len(starts), progress
+        self._done, self._total, self._progress = 0, len(starts), progress
 
     def get_next(self) -> dict | None:
+        # The quantiser asks for the next batch once it has run the previous one.
+        _report(self._progress, "calibrating the int8 ranges", self._done, self._total, "batch")
         batch = next(self._batches, None)
         if batch is not None:
-            if self._given:  # the quantiser asks for the next batch once it has run the last one
-                _report(self._progress, "calibrating the int8 ranges", self._given, self._total, "batch")
-            self._given += 1
-        else:
-            _report(self._progress, "calibrating the int8 ranges", self._total, self._total, "batch")
+            self._done += 1
         return batch
 
 

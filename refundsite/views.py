@@ -8,9 +8,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
-from django.template.response import TemplateResponse
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
 from drf_spectacular.views import SpectacularAPIView
+
+from batches.uploads import megabytes
+from batches.views import upload_page
 
 # Paths answered in JSON, errors included.
 API_PREFIXES = ("/api/", "/predict", "/health", "/metrics", "/admin/reviews/desk/api/")
@@ -40,10 +42,6 @@ def is_api(request) -> bool:
     return request.path.startswith(API_PREFIXES)
 
 
-def megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):g} MB"
-
-
 def limit_error(exception) -> dict | None:
     """The JSON body of a request refused by one of Django's size guards, or None."""
     if isinstance(exception, TooManyFilesSent):
@@ -70,8 +68,6 @@ def bad_request(request, exception):
         return JsonResponse(body, status=400)
     if refused and request.resolver_match and request.resolver_match.view_name == "batches:upload":
         # The upload form, with the reason as its error (the photos were not read).
-        from batches.views import upload_page
-
         return upload_page(request, errors=[refused["detail"].capitalize() + "."], status=400)
     detail = refused["detail"].capitalize() + "." if refused else "The request could not be read."
     return _page(request, "site/error.html", 400, "Bad request", detail)
@@ -106,8 +102,7 @@ def server_error(request):
 
 
 def _page(request, template, status, title, detail):
-    response = TemplateResponse(request, template, {"title": title, "detail": detail, "status": status}, status=status)
-    return response.render()
+    return render(request, template, {"title": title, "detail": detail, "status": status}, status=status)
 
 
 class SchemaView(SpectacularAPIView):

@@ -18,7 +18,7 @@
   let files = [];
   let thumbnails = [];
 
-  function megabytes(bytes) {
+  function readableSize(bytes) {
     if (bytes < 1024) return `${bytes} B`;
     if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
     return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
@@ -31,7 +31,7 @@
     }
     const big = files.filter((file) => file.size > maxBytes);
     if (big.length) {
-      found.push(`${big.length === 1 ? big[0].name + " is" : big.length + " photos are"} over ${maxMb} MB: remove ${big.length === 1 ? "it" : "them"} (marked below).`);
+      found.push(`${big.length === 1 ? big[0].name + " is" : big.length + " photos are"} over ${maxMb}: remove ${big.length === 1 ? "it" : "them"} (marked below).`);
     }
     return found;
   }
@@ -40,7 +40,7 @@
     for (const url of thumbnails) URL.revokeObjectURL(url);
     thumbnails = [];
     const total = files.reduce((sum, file) => sum + file.size, 0);
-    summary.textContent = files.length ? `${files.length} photo${files.length === 1 ? "" : "s"} chosen, ${megabytes(total)} in all` : "";
+    summary.textContent = files.length ? `${files.length} photo${files.length === 1 ? "" : "s"} chosen, ${readableSize(total)} in all` : "";
     const found = problems();
     problem.hidden = !found.length;
     problem.textContent = found.join(" ");
@@ -62,7 +62,7 @@
         name.textContent = file.name;
         const size = document.createElement("span");
         size.className = "size muted";
-        size.textContent = megabytes(file.size) + (file.size > maxBytes ? ` (over ${maxMb} MB)` : "");
+        size.textContent = readableSize(file.size) + (file.size > maxBytes ? ` (over ${maxMb})` : "");
         const remove = document.createElement("button");
         remove.type = "button";
         remove.className = "link remove";
@@ -128,7 +128,7 @@
     request.upload.addEventListener("progress", (progress) => {
       if (!progress.lengthComputable) return;
       bar.value = (100 * progress.loaded) / progress.total;
-      text.textContent = `Uploading: ${megabytes(progress.loaded)} of ${megabytes(progress.total)}`;
+      text.textContent = `Uploading: ${readableSize(progress.loaded)} of ${readableSize(progress.total)}`;
     });
     request.upload.addEventListener("load", () => {
       bar.removeAttribute("value"); // the server is storing and checking the photos

@@ -1,6 +1,7 @@
 """Every management command's expected failure is one line saying what to do (a CommandError,
 which manage.py prints as "CommandError: ..." without a traceback), never a traceback."""
 
+import os
 import subprocess
 import sys
 
@@ -8,6 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from batches import services
+from batches.models import BatchRun
 from tests.helpers import make_user
 
 pytestmark = pytest.mark.django_db
@@ -36,11 +39,7 @@ EXPECTED_FAILURES = [
 @pytest.mark.parametrize(("command", "arguments", "words"), EXPECTED_FAILURES, ids=lambda v: str(v))
 def test_an_expected_failure_is_one_line(command, arguments, words, trained_model, settings):
     if command == "export_results":
-        make_user("someone")  # a run exists for the --output case
-        from batches import services
-        from batches.models import BatchRun
-
-        services.start_batch_run(BatchRun.Trigger.COMMAND)
+        services.start_batch_run(BatchRun.Trigger.COMMAND)  # a run exists for the --output case
     with pytest.raises(CommandError) as raised:
         call_command(command, *arguments, verbosity=0)
     message = str(raised.value)
@@ -68,7 +67,7 @@ def test_manage_py_prints_the_line_and_no_traceback():
         [sys.executable, "manage.py", "ingest", MISSING],
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
         timeout=120,
     )
     assert result.returncode == 1

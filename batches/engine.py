@@ -3,7 +3,7 @@
 The database is the checkpoint. A chunk is claimed in a short transaction that commits a lease
 and an attempt count, classified outside any transaction, and written in one transaction that
 ignores conflicts on (image, model version), queues the doubtful predictions for review and
-releases the lease.
+releases the lease. While a worker holds photos, a heartbeat renews their lease (`Heartbeat`).
 
 `classifier.inference` (and with it torch) is imported inside the functions that need it, so that
 processes which fork workers never load it before the fork.
@@ -12,6 +12,7 @@ processes which fork workers never load it before the fork.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from classifier.outcomes import Classification, Outcome
 from . import metrics
 from .models import BatchRun, FailedImage, Image, Prediction
 from .services import finish_run_if_done, stop_if_failing
-from .storage import media_path
+from .storage import photo_source
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +101,12 @@ def process_run(
         return False
     deadline = time.monotonic() + budget_seconds if budget_seconds else None
     chunk = None  # claimed, and decoding
+    heartbeat = Heartbeat(run).start()
     try:
         while chunk is not None or deadline is None or time.monotonic() < deadline:
-            chunk = chunk or start_chunk(run, classifier)
+            if chunk is None:
+                chunk = start_chunk(run, classifier)
+                heartbeat.hold(chunk)
             if chunk is None:
                 if finish_run_if_done(run) or run.is_finished:
                     return False
@@ -121,13 +125,16 @@ def process_run(
             ahead = not chunk.retry and (deadline is None or time.monotonic() < deadline)
             following = start_chunk(run, classifier, retries=False) if ahead else None
             current, chunk = chunk, following
+            heartbeat.hold(current, following)
             result = write_chunk(run, current, outcomes)
+            heartbeat.hold(following)
             if on_chunk:
                 on_chunk(result)
             if result.failed and stop_if_failing(run):
                 return False
         return True
     finally:
+        heartbeat.stop()
         if chunk is not None:  # stopped with a chunk claimed ahead: give it back untouched
             chunk.decoding.cancel()
             try:
@@ -136,13 +143,62 @@ def process_run(
                 logger.warning("run %s: could not give back %s claimed photos", run.pk, len(chunk.ids))
 
 
+class Heartbeat:
+    """Renews the lease of the photos this worker holds every third of BATCH_LEASE_SECONDS, in a
+    thread with its own database connection, so that a lease runs out only when its worker died
+    (or hangs past the task's timeout, which kills it): then another worker takes the photos over
+    within about one lease."""
+
+    def __init__(self, run: BatchRun):
+        self.run = run
+        self.ids: list[int] = []
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"lease-heartbeat-{run.pk}", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def hold(self, *chunks: Chunk | None) -> None:
+        with self.lock:
+            self.ids = [i for chunk in chunks if chunk is not None for i in chunk.ids]
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        try:
+            while not self.stopped.wait(settings.BATCH_LEASE_SECONDS / 3):
+                with self.lock:
+                    ids = list(self.ids)
+                if ids:
+                    self.renew(ids)
+        finally:
+            connection.close()
+
+    def renew(self, ids: list[int]) -> None:
+        lease_until = ExpressionWrapper(
+            Now() + timedelta(seconds=settings.BATCH_LEASE_SECONDS), output_field=DateTimeField()
+        )
+        try:
+            Image.objects.filter(pk__in=ids, lease_version=self.run.model_version, lease_until__isnull=False).update(
+                lease_until=lease_until
+            )
+            BatchRun.objects.filter(pk=self.run.pk).update(last_activity_at=Now())
+        except DatabaseError as exc:  # the database is away: the next beat tries again
+            logger.warning("run %s: could not renew the lease of %s photos: %s", self.run.pk, len(ids), exc)
+            connection.close()
+
+
 def start_chunk(run: BatchRun, classifier: ChunkClassifier, retries: bool = True) -> Chunk | None:
     """Claim a chunk and start decoding it; None when nothing is claimable."""
     ids, retry = claim_next(run, chunk_size(run.total), retries)
     if not ids:
         return None
     images = list(Image.objects.filter(pk__in=ids).only("id", "file"))
-    return Chunk(ids, images, classifier.start_decoding([_stored_path(image) for image in images]), retry)
+    return Chunk(ids, images, classifier.start_decoding([photo_source(image.file.name) for image in images]), retry)
 
 
 def chunk_size(total: int) -> int:
@@ -183,13 +239,6 @@ def wait_for_database(timeout: float) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(DATABASE_RETRY_SECONDS)
-
-
-def _stored_path(image: Image) -> str:
-    try:
-        return str(media_path(image.file.name))
-    except ValueError:
-        return ""  # the classifier reports it as missing
 
 
 def claim_next(run: BatchRun, limit: int, retries: bool = True) -> tuple[list[int], bool]:
@@ -280,12 +329,18 @@ def write_outcomes(run: BatchRun, images: list[Image], outcomes: list[Outcome]) 
                     threshold=outcome.threshold,
                     probabilities=outcome.probabilities,
                     review_reason=outcome.review_reason or "",
+                    worker=settings.WORKER_NAME,
                 )
             )
         else:
             failures.append(
                 FailedImage(
-                    image=image, batch_run=run, model_version=version, reason=outcome.reason, detail=outcome.detail
+                    image=image,
+                    batch_run=run,
+                    model_version=version,
+                    reason=outcome.reason,
+                    detail=outcome.detail,
+                    worker=settings.WORKER_NAME,
                 )
             )
     ids = [image.pk for image in images]

@@ -45,7 +45,7 @@ DATABASE_COLLECTORS = CollectorRegistry(auto_describe=False)
 
 
 class BatchRunCollector:
-    """Batch-run figures."""
+    """Batch-run figures: runs by status, the last run that had photos, the nightly deadline."""
 
     def collect(self):
         from .models import BatchRun
@@ -55,32 +55,98 @@ class BatchRunCollector:
             for status, count in BatchRun.objects.values_list("status").order_by().annotate(n=Count("id")):
                 runs.add_metric([status], count)
             yield runs
-            last = BatchRun.objects.exclude(status=BatchRun.Status.RUNNING).first()
+            last = BatchRun.objects.worked().first()
             if last is not None:
-                yield GaugeMetricFamily("batch_run_last_images", "Images in the last finished run", value=last.total)
-                yield GaugeMetricFamily(
-                    "batch_run_last_failed_images", "Failed images in the last finished run", value=last.n_failed
-                )
-                yield GaugeMetricFamily(
-                    "batch_run_last_duration_seconds",
-                    "Duration of the last finished run",
-                    value=last.duration_seconds or 0,
-                )
-                yield GaugeMetricFamily(
-                    "batch_run_last_images_per_second",
-                    "Throughput of the last finished run",
-                    value=last.images_per_second or 0,
-                )
-                yield GaugeMetricFamily(
-                    "batch_run_last_finished_timestamp_seconds",
-                    "When the last run finished",
-                    value=last.finished_at.timestamp(),
-                )
+                yield from last_run_gauges(last)
+            yield from nightly_gauges()
         except Exception:  # a scrape must answer even when the database does not
             logger.exception("cannot read batch figures for /metrics")
 
 
+def last_run_gauges(last):
+    """Figures of the last finished run that had photos (a skipped or empty night says nothing
+    about speed or failures). The batch_* names are the original system's, with its meaning."""
+    done = last.n_predicted + last.n_failed
+    figures = [
+        ("batch_run_last_images", "Images in the last finished run", last.total),
+        ("batch_run_last_failed_images", "Failed images in the last finished run", last.n_failed),
+        ("batch_run_last_review_images", "Images of the last finished run sent to review", last.n_review),
+        ("batch_run_last_duration_seconds", "Duration of the last finished run", last.duration_seconds or 0),
+        ("batch_run_last_images_per_second", "Throughput of the last finished run", last.images_per_second or 0),
+        ("batch_run_last_finished_timestamp_seconds", "When the last run finished", last.finished_at.timestamp()),
+        ("batch_duration_seconds", "Duration of the last batch run", last.duration_seconds or 0),
+        ("batch_images_processed", "Images the last batch run classified or failed", done),
+        ("batch_success_rate", "Share of the last batch run's images classified", last.n_predicted / done if done else 1),
+    ]
+    for name, documentation, value in figures:
+        yield GaugeMetricFamily(name, documentation, value=value)
+    drift = GaugeMetricFamily(
+        "batch_run_last_drift_psi",
+        "PSI of the last run's class mix and confidence against its version's baseline",
+        labels=["kind"],
+    )
+    for kind, value in last.drift.items():
+        drift.add_metric([kind], value)
+    yield drift
+
+
+def nightly_gauges():
+    """The dead man's switch of the nightly run: the NightlyRunLate alert fires while the last
+    nightly run that finished is older than the schedule's last firing before the deadline."""
+    from datetime import timedelta
+
+    from croniter import croniter
+    from django.conf import settings
+    from django.utils import timezone
+
+    from .models import BatchRun
+
+    if not settings.NIGHTLY_CRON:
+        return
+    now = timezone.localtime()
+    hour, minute = settings.NIGHTLY_DEADLINE
+    deadline = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if deadline > now:
+        deadline -= timedelta(days=1)
+    scheduled = croniter(settings.NIGHTLY_CRON, deadline).get_prev(type(deadline))
+    finished = (
+        BatchRun.objects.filter(
+            trigger=BatchRun.Trigger.SCHEDULE,
+            status__in=[BatchRun.Status.COMPLETED, BatchRun.Status.COMPLETED_WITH_FAILURES],
+        )
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    yield GaugeMetricFamily(
+        "batch_nightly_deadline_timestamp_seconds", "The last NIGHTLY_DEADLINE passed", value=deadline.timestamp()
+    )
+    yield GaugeMetricFamily(
+        "batch_nightly_scheduled_timestamp_seconds",
+        "The nightly schedule's last firing before that deadline",
+        value=scheduled.timestamp(),
+    )
+    yield GaugeMetricFamily(
+        "batch_nightly_last_finished_timestamp_seconds",
+        "When the last nightly run finished (completed, with or without failures); 0: never",
+        value=finished.timestamp() if finished else 0,
+    )
+
+
+class StorageCollector:
+    """How full the volumes of the photos and of the working files are."""
+
+    def collect(self):
+        from . import storage
+
+        used = GaugeMetricFamily("storage_used_ratio", "Share of a volume's space in use", labels=["volume"])
+        for volume, ratio in storage.used_ratios().items():
+            used.add_metric([volume], ratio)
+        yield used
+
+
 DATABASE_COLLECTORS.register(BatchRunCollector())
+DATABASE_COLLECTORS.register(StorageCollector())
 
 
 def metrics_view(request) -> HttpResponse:

@@ -83,6 +83,11 @@ class BatchRunQuerySet(models.QuerySet):
     def running(self) -> BatchRunQuerySet:
         return self.filter(status=BatchRun.Status.RUNNING)
 
+    def worked(self) -> BatchRunQuerySet:
+        """Finished runs that had photos to classify (not running, not skipped, not empty): what
+        the last-run figures of /metrics describe."""
+        return self.exclude(status__in=[BatchRun.Status.RUNNING, BatchRun.Status.SKIPPED]).filter(total__gt=0)
+
 
 class BatchRun(models.Model):
     """One classification run over a set of images, pinned to one model version."""
@@ -92,6 +97,7 @@ class BatchRun(models.Model):
         COMPLETED = "completed", "Completed"
         COMPLETED_WITH_FAILURES = "completed_with_failures", "Completed with failures"
         FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"  # the nightly schedule fired while its previous run still ran
 
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule", "Nightly schedule"
@@ -118,6 +124,10 @@ class BatchRun(models.Model):
     # Files of the upload that started the run which were refused before storing (never images):
     # [{"name", "reason", "detail"}], shown on the run page and in its export.
     refused = models.JSONField(default=list, blank=True)
+    # Kept when the run finishes (classifier.drift): its predictions' calibrated confidence per
+    # tenth, and the PSI of its class mix and of that histogram against its version's baseline.
+    confidence_histogram = models.JSONField(default=list, blank=True)
+    drift = models.JSONField(default=dict, blank=True, help_text="PSI by kind: classes, confidence")
 
     objects = BatchRunQuerySet.as_manager()
 
@@ -189,6 +199,21 @@ class BatchRun(models.Model):
             for r in rows
         ]
 
+    @property
+    def drifted(self) -> list[str]:
+        """The kinds (classes, confidence) whose PSI is above the alert level."""
+        from classifier.drift import drifted
+
+        return drifted(self.drift)
+
+    def worker_counts(self) -> dict[str, int]:
+        """Photos of the run classified or failed, by the machine (WORKER_NAME) that did it."""
+        counts: dict[str, int] = {}
+        for model in (Prediction, FailedImage):
+            for worker, n in model.objects.for_run(self).values_list("worker").annotate(n=models.Count("id")).order_by():
+                counts[worker or "unknown"] = counts.get(worker or "unknown", 0) + n
+        return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
     def mark_failed(self, error: str) -> None:
         """Stop the run for a systemic reason; its unprocessed images stay pending."""
         BatchRun.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
@@ -233,6 +258,7 @@ class Prediction(models.Model):
         blank=True,
         help_text="Why the model did not accept it automatically; empty: accepted",
     )
+    worker = models.CharField(max_length=100, blank=True, help_text="The machine (WORKER_NAME) that wrote it")
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = OutcomeQuerySet.as_manager()
@@ -262,6 +288,7 @@ class FailedImage(models.Model):
     model_version = models.CharField(max_length=32)
     reason = models.CharField(max_length=30, choices=FailureReason.choices, db_index=True)
     detail = models.TextField(blank=True)
+    worker = models.CharField(max_length=100, blank=True, help_text="The machine (WORKER_NAME) that wrote it")
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = OutcomeQuerySet.as_manager()

@@ -20,7 +20,7 @@ from classifier.imaging import Rejection
 from . import metrics
 from .models import Image
 from .serializers import PredictErrorSerializer, PredictJSONSerializer, PredictResponseSerializer
-from .storage import media_path
+from .storage import photo_source
 from .throttles import PredictThrottle
 
 UPLOAD_FIELDS = ("images", "image", "file")
@@ -121,12 +121,12 @@ def _read_upload(upload) -> bytes:
     return upload.read(settings.MAX_UPLOAD_BYTES + 1)
 
 
-def stored_images(ids: list[int]) -> list[tuple[str, Path]]:
+def stored_images(ids: list[int]) -> list[tuple[str, str | bytes]]:
     images = Image.objects.in_bulk(ids)
     missing = [str(i) for i in ids if i not in images]
     if missing:
         raise InputError("unknown_image", f"no image with id {', '.join(missing)}")
-    return [(str(i), media_path(images[i].file.name)) for i in ids]
+    return [(str(i), photo_source(images[i].file.name)) for i in ids]
 
 
 def inbox_path(raw: str) -> Path:

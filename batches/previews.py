@@ -7,7 +7,7 @@ from django.conf import settings
 from classifier.imaging import Rejection, open_image, reencode_jpeg, scaled_jpeg
 
 from .models import Image
-from .storage import media_path
+from .storage import photo_source
 
 
 class NoPreview(Exception):
@@ -17,7 +17,7 @@ class NoPreview(Exception):
 def _open(image: Image, draft_size: int | None):
     try:
         return open_image(
-            media_path(image.file.name),
+            photo_source(image.file.name) or b"",
             max_bytes=settings.MAX_UPLOAD_BYTES,
             max_pixels=settings.MAX_IMAGE_PIXELS,
             min_side=1,

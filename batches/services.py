@@ -131,7 +131,47 @@ def finish_run_if_done(run: BatchRun) -> bool:
         class_counts=class_counts,
     )
     run.refresh_from_db()
+    if won:
+        keep_drift(run, predictions)
     return bool(won)
+
+
+def keep_drift(run: BatchRun, predictions) -> None:
+    """Keep the finished run's confidence histogram and its PSI against its version's baseline
+    (classifier.drift); without a baseline (an older version, the registry away) the PSI is left out."""
+    from classifier import drift, registry
+
+    histogram = drift.confidence_histogram(predictions.values_list("confidence", flat=True).iterator())
+    try:
+        reference = drift.version_baseline(registry.read_config(run.model_version))
+    except registry.RegistryUnavailable as exc:
+        logger.warning("run %s: no drift figures, the version's baseline cannot be read: %s", run.pk, exc)
+        reference = None
+    run.confidence_histogram = histogram
+    run.drift = drift.run_drift(reference, run.class_counts, histogram)
+    run.save(update_fields=["confidence_histogram", "drift"])
+    if run.drifted:
+        logger.warning("run %s: its photos drifted from version %s's (PSI %s)", run.pk, run.model_version, run.drift)
+
+
+def skip_nightly_if_running() -> BatchRun | None:
+    """The nightly schedule fired while a run it started still runs: record a skipped run in the
+    history (and the log) instead of starting a second one; None when nothing runs."""
+    running = BatchRun.objects.running().filter(trigger=BatchRun.Trigger.SCHEDULE).order_by("created_at").first()
+    if running is None:
+        return None
+    note = f"skipped: the nightly run {running.pk} started at {running.created_at:%Y-%m-%d %H:%M} is still running"
+    logger.warning("nightly schedule: %s", note)
+    now = timezone.now()
+    return BatchRun.objects.create(
+        trigger=BatchRun.Trigger.SCHEDULE,
+        status=BatchRun.Status.SKIPPED,
+        model_version=running.model_version,
+        error=note,
+        created_at=now,
+        last_activity_at=now,
+        finished_at=now,
+    )
 
 
 def resume_running_runs() -> list[int]:

@@ -26,7 +26,11 @@ def process_run(run_id: int) -> None:
 
 
 def nightly_batch() -> int | None:
-    """Register what waits in the inbox, then classify every pending photo."""
+    """Register what waits in the inbox, then classify every pending photo; when the previous
+    nightly run still runs, only say so (a skipped run in the history)."""
+    skipped = services.skip_nightly_if_running()
+    if skipped is not None:
+        return skipped.pk
     if settings.INBOX_DIR.is_dir():
         ingest.ingest_folder(settings.INBOX_DIR)
     return services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE).pk

@@ -33,6 +33,12 @@ AUTO_FORWARD_BATCH = {"cpu": 16, "cuda": 128}
 
 # "livemax": with several processes, 1 as soon as one live process holds a model.
 MODEL_LOADED = Gauge("model_loaded", "1 when a model is loaded in a serving process", multiprocess_mode="livemax")
+# 1 while a live process serves the last known good copy because the registry did not answer.
+MODEL_FROM_CACHE = Gauge(
+    "model_served_from_cache",
+    "1 when a process serves the last known good copy: the registry did not answer",
+    multiprocess_mode="livemax",
+)
 
 
 class ModelUnavailable(Exception):
@@ -199,6 +205,7 @@ def get_classifier(version: str | None = None) -> Classifier:
             MODEL_LOADED.set(1)
         classifier = _classifiers[key]
         classifier.source = source
+        MODEL_FROM_CACHE.set(1 if source == "cache" else 0)
         return classifier
 
 
@@ -225,7 +232,9 @@ def loaded_state() -> dict:
 
 def refresh_model_gauge() -> None:
     """Set `model_loaded` from what this process holds (never loads a model)."""
-    MODEL_LOADED.set(1 if _classifiers else 0)
+    classifier = next(iter(_classifiers.values()), None)
+    MODEL_LOADED.set(1 if classifier else 0)
+    MODEL_FROM_CACHE.set(1 if classifier and classifier.source == "cache" else 0)
 
 
 def forget_loaded() -> None:

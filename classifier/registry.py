@@ -1,9 +1,10 @@
 """The MLflow model registry: registering versions, moving aliases, fetching artifacts.
 
 Every version is a folder with `weights.safetensors` and `config.json` (see
-`classifier.inference.load_model_dir`). Each fetched version is kept under
-MODEL_CACHE_DIR, with a note of the version each alias last resolved to, so that a
-registry outage never stops classification: the last known good copy serves.
+`classifier.inference.load_model_dir`); its registry entry is tagged with the weights' digest.
+Each fetched version is kept under MODEL_CACHE_DIR/<model>/versions/<run>-<digest>, with notes of
+the version each alias and the copy each version number last resolved to, so that a registry
+outage never stops classification: the last known good copy serves.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ class ModelVersionInfo:
     @property
     def demo(self) -> bool:
         return self.tags.get("demo") == "true"
+
+    @property
+    def weights_sha256(self) -> str | None:
+        return self.tags.get("weights_sha256")
+
+    @property
+    def identity(self) -> str:
+        """What tells this version apart from any other registry's version of the same number."""
+        return f"{self.run_id or 'norun'}-{(self.weights_sha256 or 'nodigest')[:16]}"
 
 
 def client() -> MlflowClient:
@@ -95,18 +105,57 @@ def describe_version(version: str) -> ModelVersionInfo:
 
 
 def fetch_version(version: str) -> Path:
-    """The local folder of a version, downloaded once and kept as last known good."""
-    target = cache_dir() / version
-    if (target / "config.json").is_file():
-        return target
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=cache_dir()))
+    """The local folder of a version, downloaded once and kept as last known good.
+
+    Cached copies are keyed by what identifies a version (its MLflow run and the digest of its
+    weights), never by its number alone: two registries, or one re-created, both have a version
+    1. Whenever the registry answers, the copy is checked against what it records; when it does
+    not, the copy this version number last resolved to serves.
+    """
+    try:
+        info = describe_version(version)
+    except RegistryUnavailable:
+        known = _remembered_copy(version)
+        if known is None:
+            raise
+        logger.warning("model registry unavailable; serving version %s from its last known good copy", version)
+        return known
+    target = cache_dir() / "versions" / info.identity
+    if not _matches(target, info):
+        _download(version, target)
+        if not _matches(target, info):
+            raise RegistryUnavailable(f"version {version}: the downloaded weights do not match the registry's digest")
+    _remember_copy(version, info.identity)
+    return target
+
+
+def read_config(version: str) -> dict:
+    """A version's serving config (config.json of its local copy)."""
+    try:
+        return json.loads((fetch_version(version) / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise RegistryUnavailable(f"version {version}: unreadable config: {exc}") from exc
+
+
+def _matches(target: Path, info: ModelVersionInfo) -> bool:
+    """Whether a cached copy is complete and has the weights the registry records for the version."""
+    try:
+        config = json.loads((target / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return info.weights_sha256 is None or config.get("weights_sha256") == info.weights_sha256
+
+
+def _download(version: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
     try:
         client()
         mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{settings.MODEL_NAME}/{version}", dst_path=str(staging)
         )
         # A rename is atomic: a crash mid-download never leaves a half folder that looks complete.
+        shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     except OSError:
         if not (target / "config.json").is_file():  # else another process fetched it first
@@ -115,7 +164,24 @@ def fetch_version(version: str) -> Path:
         raise RegistryUnavailable(f"cannot fetch version {version}: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+
+def _remembered_copy(version: str) -> Path | None:
+    """The cached copy version `version` resolved to the last time the registry answered."""
+    try:
+        identity = json.loads(_version_note(version).read_text())["identity"]
+    except (OSError, ValueError, KeyError):
+        return None
+    target = cache_dir() / "versions" / identity
+    return target if (target / "config.json").is_file() else None
+
+
+def _remember_copy(version: str, identity: str) -> None:
+    _write_note(_version_note(version), {"version": version, "identity": identity})
+
+
+def _version_note(version: str) -> Path:
+    return cache_dir() / "notes" / f"version-{version}.json"
 
 
 def remembered_alias(alias: str) -> str | None:
@@ -131,14 +197,18 @@ def cache_dir() -> Path:
 
 
 def _alias_note(alias: str) -> Path:
-    return cache_dir() / "aliases" / f"{alias}.json"
+    return cache_dir() / "notes" / f"alias-{alias}.json"
 
 
 def _remember_alias(alias: str, version: str) -> None:
-    note = _alias_note(alias)
+    _write_note(_alias_note(alias), {"version": version})
+
+
+def _write_note(note: Path, content: dict) -> None:
     note.parent.mkdir(parents=True, exist_ok=True)
-    tmp = note.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": version}))
+    fd, tmp = tempfile.mkstemp(prefix=f".{note.name}-", dir=note.parent)
+    with os.fdopen(fd, "w") as out:
+        json.dump(content, out)
     os.replace(tmp, note)
 
 

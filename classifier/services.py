@@ -102,7 +102,7 @@ def register_model(
         note("saving the network and registering the version in MLflow (about 10 s)")
         saved = artifacts.save_model_dir(model, config, Path(tmp) / "model")
         run.log_json(saved, "serving_config.json")
-        version = run.register(Path(tmp) / "model", tags)
+        version = run.register(Path(tmp) / "model", {**tags, "weights_sha256": saved["weights_sha256"]})
     return Registered(version=version, run_id=run.run_id)
 
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from django.conf import settings
 
-from . import backbones, calibration, frozen
+from . import backbones, calibration, drift, frozen
 from .datasets import (
     dataset_manifest,
     folder_labels,
@@ -285,6 +285,7 @@ def fit_routing(
     probs = (logits / temperature).softmax(dim=1)
     thresholds = calibration.choose_thresholds(probs, labels, classes, target)
     scores = calibration.unknown_scores(logits, cfg.unknown_method)
+    confidences, predicted = probs.max(dim=1)
     return {
         "temperature": temperature,
         "target_precision": target,
@@ -298,6 +299,8 @@ def fit_routing(
             "known_rate": cfg.unknown_rate,
         },
         "fitted_on": len(labels),
+        # What the photos of its own population look like to this version (classifier.drift).
+        "baseline": drift.baseline([classes[i] for i in predicted.tolist()], confidences.tolist(), classes),
     }
 
 

@@ -6,6 +6,7 @@ a missing SECRET_KEY or ALLOWED_HOSTS stops start-up.
 """
 
 import os
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -312,12 +313,28 @@ BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 256, minimum=1)
 # A smaller run is cut into about this many chunks (of 8 photos at least), so that its progress
 # moves while it runs; 1: every run in chunks of BATCH_CHUNK_SIZE.
 BATCH_PROGRESS_STEPS = env_int("BATCH_PROGRESS_STEPS", 10, minimum=1)
-BATCH_LEASE_SECONDS = env_int("BATCH_LEASE_SECONDS", 300, minimum=10)
+# A worker renews the lease of the photos it holds every third of it (a heartbeat), so a lease
+# runs out only when its worker died: the photos are then taken over within about a lease.
+BATCH_LEASE_SECONDS = env_int("BATCH_LEASE_SECONDS", 60, minimum=10)
 BATCH_MAX_ATTEMPTS = env_int("BATCH_MAX_ATTEMPTS", 3, minimum=1)
+# Written with each outcome, so a run's page shows which machine did its work.
+WORKER_NAME = env_str("WORKER_NAME") or socket.gethostname()
 BATCH_TASK_SECONDS = env_int("BATCH_TASK_SECONDS", 60, minimum=1)
 # Above this share of failed photos (judged after 20 outcomes) a run stops as failed: 1.0 never stops.
 BATCH_MAX_FAILURE_RATE = env_float("BATCH_MAX_FAILURE_RATE", 0.5, 0.0, 1.0)
 NIGHTLY_CRON = env_str("NIGHTLY_CRON", "0 2 * * *")
+
+
+def env_time_of_day(name: str, default: str) -> tuple[int, int]:
+    value = os.environ.get(name) or default
+    hours, _, minutes = value.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+        raise ImproperlyConfigured(f"{name} must be a time of day HH:MM, got {value!r}")
+    return int(hours), int(minutes)
+
+
+# The nightly run must have finished by this time (TIME_ZONE): the NightlyRunLate alert.
+NIGHTLY_DEADLINE = env_time_of_day("NIGHTLY_DEADLINE", "06:00")
 
 # One worker per cluster: inference already uses every core. A task is a loop of chunks
 # that stops after BATCH_TASK_SECONDS and re-queues itself, so `timeout` bounds one task
@@ -379,6 +396,13 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
 
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if "PROMETHEUS_MULTIPROC_DIR" in os.environ and not PROMETHEUS_MULTIPROC_DIR:
+    # Set but empty, prometheus_client would write its files into the working directory.
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+# The qcluster serves its own /metrics on this port (0: none): its workers' counters, for a
+# scraper that cannot read the web's metrics folder (another machine). `make run`: 8001.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
+WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "127.0.0.1")
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 LOGGING = {

@@ -3,6 +3,7 @@
 import logging
 
 from django.db.models import Count
+from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,12 @@ class ReviewCollector:
             for status, count in ReviewItem.objects.waiting().values_list("status").annotate(n=Count("id")).order_by():
                 waiting.add_metric([status], count)
             yield waiting
+            oldest = ReviewItem.objects.waiting().order_by("created_at").values_list("created_at", flat=True).first()
+            yield GaugeMetricFamily(
+                "review_items_oldest_waiting_age_seconds",
+                "How long the oldest waiting review item has waited (0: none waits)",
+                value=(timezone.now() - oldest).total_seconds() if oldest else 0,
+            )
             yield from audit_gauges(audit_precision())
         except Exception:  # a scrape must answer even when the database does not
             logger.exception("cannot read the review figures for /metrics")

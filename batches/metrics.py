@@ -27,12 +27,16 @@ PREDICTION_CONFIDENCE = Histogram(
 )
 PREDICTIONS_BY_CLASS = Counter("predictions_by_class", "Predictions per predicted class", ["predicted_class", "source"])
 IMAGES_PROCESSED = Counter("images_processed", "Images classified or failed", ["outcome", "source"])
+PREDICTIONS_ROUTED = Counter(
+    "predictions_routed", "Predictions accepted automatically or sent to review", ["route", "source"]
+)
 
 
 def record_outcomes(predictions: list, failures: list, source: str) -> None:
     for prediction in predictions:
         PREDICTION_CONFIDENCE.labels(source).observe(prediction.confidence)
         PREDICTIONS_BY_CLASS.labels(prediction.predicted_class, source).inc()
+        PREDICTIONS_ROUTED.labels("review" if prediction.review_reason else "accepted", source).inc()
     if predictions:
         IMAGES_PROCESSED.labels("predicted", source).inc(len(predictions))
     for failure in failures:
@@ -88,6 +92,10 @@ def last_run_gauges(last):
     for kind, value in last.drift.items():
         drift.add_metric([kind], value)
     yield drift
+    failed = GaugeMetricFamily("batch_run_last_failed_by_reason", "Failed images of the last run by reason", labels=["reason"])
+    for reason, count in last.failure_counts().items():
+        failed.add_metric([reason], count)
+    yield failed
 
 
 def nightly_gauges():

@@ -41,6 +41,12 @@ MODEL_FROM_CACHE = Gauge(
 )
 
 
+# 1 for the version a live process serves (the dashboard's "serving model version").
+MODEL_SERVING = Gauge(
+    "model_serving_info", "The model version a process serves", ["version", "runtime"], multiprocess_mode="livemax"
+)
+
+
 class ModelUnavailable(Exception):
     """No model can be loaded: the registry has none and no local copy exists, or it is damaged."""
 
@@ -206,6 +212,7 @@ def get_classifier(version: str | None = None) -> Classifier:
         classifier = _classifiers[key]
         classifier.source = source
         MODEL_FROM_CACHE.set(1 if source == "cache" else 0)
+        _set_serving_info(classifier)
         return classifier
 
 
@@ -235,6 +242,21 @@ def refresh_model_gauge() -> None:
     classifier = next(iter(_classifiers.values()), None)
     MODEL_LOADED.set(1 if classifier else 0)
     MODEL_FROM_CACHE.set(1 if classifier and classifier.source == "cache" else 0)
+    _set_serving_info(classifier)
+
+
+_serving_labels: tuple[str, str] | None = None
+
+
+def _set_serving_info(classifier: Classifier | None) -> None:
+    """Point `model_serving_info` at what this process serves now (0 for what it served before)."""
+    global _serving_labels
+    labels = (classifier.version, classifier.runtime) if classifier else None
+    if _serving_labels and _serving_labels != labels:
+        MODEL_SERVING.labels(*_serving_labels).set(0)
+    if labels:
+        MODEL_SERVING.labels(*labels).set(1)
+    _serving_labels = labels
 
 
 def forget_loaded() -> None:

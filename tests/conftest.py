@@ -52,3 +52,30 @@ def trained_model():
     registry.set_alias("production", registered.version)
     registry.set_alias("staging", registered.version)
     return registered.version, result.config["classes"]
+
+
+@pytest.fixture(scope="session")
+def baseline_model(trained_model):
+    """(version, classes) of a real model fitted with held-out photos (20 per class), so that it
+    has a routing policy and a drift baseline; registered beside the session's model, no alias."""
+    require_dataset()
+    from classifier import services, training
+
+    cfg = training.TrainConfig(epochs=0, unfreeze=0, holdout=0.5, max_per_class=40, seed=2)
+    result = training.train(DATASET / "train", cfg)
+    registered = services.register_model(
+        result.model, result.config, run_name="test-baseline", params={"recipe": "test"}, history=result.history
+    )
+    return registered.version, result.config["classes"]
+
+
+@pytest.fixture
+def production_with_baseline(baseline_model, trained_model):
+    """The baseline model in production for one test; the session's model back afterwards."""
+    from classifier import inference, registry
+
+    registry.set_alias("production", baseline_model[0])
+    inference.forget_loaded()
+    yield baseline_model
+    registry.set_alias("production", trained_model[0])
+    inference.forget_loaded()

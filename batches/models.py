@@ -200,6 +200,22 @@ class BatchRun(models.Model):
         ]
 
     @property
+    def drift_rows(self) -> list[dict]:
+        """The PSI of each kind with its reading (stable, moved, drifted), for pages."""
+        from classifier.drift import reading
+
+        names = {"classes": "class mix", "confidence": "confidence"}
+        return [
+            {"kind": kind, "name": names.get(kind, kind), "psi": value, "reading": reading(value)}
+            for kind, value in self.drift.items()
+        ]
+
+    @property
+    def drift_max(self) -> dict | None:
+        """The larger PSI of the two, for the history's column."""
+        return max(self.drift_rows, key=lambda row: row["psi"], default=None)
+
+    @property
     def drifted(self) -> list[str]:
         """The kinds (classes, confidence) whose PSI is above the alert level."""
         from classifier.drift import drifted

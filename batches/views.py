@@ -121,6 +121,7 @@ def run_detail(request, pk: int):
         "show": show,
         "tabs": [(key, label, triage[key]) for key, label in TRIAGE],
         "distribution": distribution,
+        "workers": run.worker_counts(),
         "can_review": request.user.is_staff and request.user.has_perm("reviews.change_reviewitem"),
     }
     return render(request, "batches/run_detail.html", context)

@@ -72,6 +72,13 @@ def run_drift(reference: dict | None, class_counts: dict[str, int], histogram: l
     }
 
 
+def reading(value: float) -> str:
+    """The usual reading of a PSI: stable (below 0.1), moved (to DRIFT_ALERT_PSI), drifted."""
+    if value > DRIFT_ALERT_PSI:
+        return "drifted"
+    return "moved" if value >= 0.1 else "stable"
+
+
 def drifted(drift: dict[str, float]) -> list[str]:
     """The kinds whose PSI is above DRIFT_ALERT_PSI."""
     return [kind for kind in KINDS if drift.get(kind, 0.0) > DRIFT_ALERT_PSI]

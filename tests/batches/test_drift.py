@@ -80,3 +80,16 @@ def test_a_run_of_things_we_do_not_sell_is_flagged(production_with_baseline, tmp
 def test_a_version_without_a_baseline_gives_no_drift_figures(trained_model):
     run = run_of([path for path, _ in dev_photos("val", per_class=1)])
     assert run.is_finished and run.drift == {} and sum(run.confidence_histogram) == run.n_predicted
+
+
+def test_the_run_page_and_the_history_show_the_drift(production_with_baseline, client, django_user_model):
+    from tests.helpers import make_user
+
+    shoes = sorted((DATASET / "val" / "casual_shoes").glob("*.jpg"))[:40]
+    run = run_of(shoes)
+    client.force_login(make_user("olga", "operators"))
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert 'class="tag drift drifted" data-kind="classes"' in page
+    assert f"class mix {run.drift['classes']:.2f} · drifted" in page
+    history = client.get("/runs/").content.decode()
+    assert f'<span class="tag drift drifted" title="class mix">{run.drift["classes"]:.2f}</span>' in history

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DATABASE_URL_TEST ?= postgres://postgres@127.0.0.1:5432/refunds
 
-.PHONY: run test venv check clean browser bench bench-review fuzz screenshots
+.PHONY: run test venv check clean browser prometheus dashboard bench bench-review fuzz screenshots
 
 venv: $(STAMP)
 
@@ -27,11 +27,20 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser tests"; \
 	  apt-get install -y -q chromium >/dev/null; }
 
+# The monitoring tests run Debian's prometheus and promtool (tests/site/test_monitoring.py).
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "installing Debian's prometheus for the monitoring tests"; apt-get install -y -q prometheus >/dev/null; }
+
+# deploy/grafana/dashboards/refundsite.json from deploy/grafana/dashboard.py (grafanalib).
+dashboard: venv
+	$(PY) deploy/grafana/dashboard.py
+
 check: venv
 	DATABASE_URL=$(DATABASE_URL_TEST) DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(DATABASE_URL_TEST) DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py check
 
-test: venv browser check
+test: venv browser prometheus check
 	DATABASE_URL=$(DATABASE_URL_TEST) $(PY) -m pytest $(PYTEST_ARGS)
 
 # Speed of the batch path in a throw-away database (docs/performance.md); BENCH_PHOTOS=N photos per set.

@@ -41,15 +41,16 @@ def cluster_environment(**extra: str) -> dict[str, str]:
 class QCluster:
     """`manage.py qcluster` in its own process group; every process of it is found through /proc."""
 
-    def __init__(self, env: dict[str, str], log: Path):
+    def __init__(self, env: dict[str, str], log: Path, command: str = "qcluster"):
         self.env = env
         self.log = log
+        self.command = command  # or "workers": the qcluster with its own /metrics
         self.process: subprocess.Popen | None = None
 
     def start(self) -> QCluster:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "qcluster"],
+                [sys.executable, "manage.py", self.command],
                 cwd=BASE_DIR,
                 env=self.env,
                 stdout=log,

@@ -253,3 +253,23 @@ class ConcurrentClaimTests(EngineTestMixin, TransactionTestCase):
         for thread in threads:
             thread.join()
         assert sorted(claimed) == sorted(Image.objects.values_list("id", flat=True))
+
+
+@override_settings(BATCH_LEASE_SECONDS=3)
+class HeartbeatTests(EngineTestMixin, TransactionTestCase):
+    def test_a_live_worker_keeps_its_photos_past_the_lease_and_a_dead_one_loses_them_within_it(self):
+        import time
+
+        run = self.make_run(self.make_images(6))
+        ids, _ = engine.claim_next(run, 4)
+        heartbeat = engine.Heartbeat(run).start()
+        heartbeat.hold(engine.Chunk(ids, [], FakeDecoding([])))
+        try:
+            time.sleep(4.5)  # one and a half leases: renewed every second
+            assert set(Image.objects.filter(pk__in=ids).claimable_for("7").values_list("id", flat=True)) == set()
+            run.refresh_from_db()
+            assert timezone.now() - run.last_activity_at < timedelta(seconds=2)
+        finally:
+            heartbeat.stop()  # the worker is gone: nobody renews
+        time.sleep(3.5)
+        assert set(Image.objects.filter(pk__in=ids).claimable_for("7").values_list("id", flat=True)) == set(ids)

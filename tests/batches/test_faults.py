@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from django.db.models import Count
+from django.utils import timezone
 
 from batches import services
 from batches.models import BatchRun, FailedImage, Image, Prediction
@@ -163,6 +164,100 @@ def test_two_clusters_and_two_runs_over_the_same_photos_infer_each_photo_once(cl
     rerun = wait_until_finished(rerun, [first, second], timeout=60)
     assert rerun.total == 300 and rerun.is_finished and not Prediction.objects.filter(batch_run=rerun).exists()
     assert connection.vendor == "postgresql"
+
+
+def machine(tmp_path: Path, name: str, port: int) -> QCluster:
+    """`manage.py workers` as on a machine of its own: it shares only PostgreSQL, the photos (and
+    inbox) folder and the registry service with the others; its working files, model cache and
+    metrics folder are its own. The product's lease (BATCH_LEASE_SECONDS, 60 s) and task length."""
+    from django.conf import settings
+
+    home = tmp_path / name
+    (home / "metrics").mkdir(parents=True)
+    env = cluster_environment(
+        VAR_DIR=str(home / "var"),
+        MODEL_CACHE_DIR=str(home / "models"),
+        PROMETHEUS_MULTIPROC_DIR=str(home / "metrics"),
+        WORKER_METRICS_PORT=str(port),
+        WORKER_NAME=name,
+        MLFLOW_TRACKING_URI=settings.MLFLOW_TRACKING_URI,
+        MLFLOW_ARTIFACT_ROOT=settings.MLFLOW_ARTIFACT_ROOT,
+    )
+    for key in ("BATCH_LEASE_SECONDS", "BATCH_TASK_SECONDS", "BATCH_CHUNK_SIZE"):
+        env.pop(key, None)
+    return QCluster(env, tmp_path / f"{name}.log", command="workers").start()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scraped_batch_photos(port: int) -> float:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "images_processed"
+        for sample in family.samples
+        if sample.name == "images_processed_total" and sample.labels.get("source") == "batch"
+    )
+
+
+def test_two_machines_one_killed_mid_run_every_photo_classified_once_within_a_lease(tmp_path, trained_model, monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    images = register(400)
+    run = services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE, images)
+    ports = {"machine-a": free_port(), "machine-b": free_port()}
+    a, b = (machine(tmp_path, name, port) for name, port in ports.items())
+    try:
+        # Both at work: machine B has a chunk in flight (claimed, leased) when it dies.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            written = dict(Prediction.objects.filter(batch_run=run).values_list("worker").annotate(n=Count("id")))
+            if written.get("machine-a") and written.get("machine-b") and b.busy_worker():
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"both machines never worked at once: {written}\n{a.log_tail()}\n{b.log_tail()}")
+        in_flight = set(
+            Image.objects.filter(batch_runs=run, lease_until__gt=timezone.now())
+            .unresolved_for(run.model_version)
+            .values_list("id", flat=True)
+        )
+        b.stop()  # SIGKILL to every process of machine B
+        killed_at = time.monotonic()
+        recovered = None
+        while time.monotonic() - killed_at < 300:
+            done = Prediction.objects.filter(image_id__in=in_flight, model_version=run.model_version).count()
+            if done == len(in_flight):
+                recovered = round(time.monotonic() - killed_at, 1)
+                break
+            time.sleep(0.5)
+        run = wait_until_finished(run, [a], timeout=300)
+        figures = outcomes(run) | {"in_flight_at_kill": len(in_flight), "recovered_seconds": recovered}
+        workers = run.worker_counts()
+        scraped = scraped_batch_photos(ports["machine-a"])
+    finally:
+        a.stop()
+        b.stop()
+    print(f"\ntwo machines, one killed: {figures}, by machine: {workers}, machine A's metrics: {scraped:.0f} photos")
+    assert recovered is not None, f"the photos machine B held were never taken over: {figures}"
+    assert figures["photos"] == figures["predicted"] == 400
+    assert figures["lost"] == 0 and figures["duplicated"] == 0
+    assert set(workers) == {"machine-a", "machine-b"} and sum(workers.values()) == 400
+    # Machine A's own metrics folder counted what it wrote, and nothing of machine B's.
+    assert scraped == workers["machine-a"]
+    assert run.status == BatchRun.Status.COMPLETED
 
 
 def postgres(action: str, mode: str = "fast") -> None:

@@ -102,6 +102,22 @@ def media_path(name: str) -> Path:
         raise ValueError(f"{name!r} is outside the media folder") from None
 
 
+def local_path(name: str) -> Path:
+    """A file-system path of a stored photo, for what reads files by path (training on reviewed
+    photos): the photo itself on the file-system storage, else a copy kept under VAR_DIR/media-copies."""
+    if is_local():
+        return media_path(name)
+    root = (Path(settings.VAR_DIR) / "media-copies").resolve()
+    copy = (root / name).resolve()
+    if not copy.is_relative_to(root):
+        raise ValueError(f"{name!r} is outside the media folder")
+    if not copy.is_file():
+        with default_storage.open(name, "rb") as stored:
+            content = stored.read()
+        _write_atomically(root, name, content)
+    return copy
+
+
 def photo_source(name: str) -> str | bytes:
     """What the classifier decodes a stored photo from: its path on a file system, else its bytes
     read from the storage ("" when it cannot be read: the classifier reports it as missing)."""

@@ -5,6 +5,7 @@ photos under media/, CPU inference. Secrets have no usable default: unless DEBUG
 a missing SECRET_KEY or ALLOWED_HOSTS stops start-up.
 """
 
+import json
 import os
 import socket
 from datetime import timedelta
@@ -64,6 +65,19 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def env_json(name: str, default: dict) -> dict:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, got {value!r}")
+    return parsed
 
 
 def env_path(name: str, default: Path) -> Path:
@@ -225,8 +239,14 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Where photos are stored (batches/storage.py is the one module that reads and writes them): the
+# file system under MEDIA_ROOT (a local disk, or an NFS mount shared by every machine), or any
+# Django storage, e.g. S3 with django-storages: MEDIA_STORAGE_BACKEND=storages.backends.s3.S3Storage
+# and MEDIA_STORAGE_OPTIONS='{"bucket_name": "returns-photos"}' (README: Several machines).
+MEDIA_STORAGE_BACKEND = env_str("MEDIA_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+MEDIA_STORAGE_OPTIONS = env_json("MEDIA_STORAGE_OPTIONS", {})
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {"BACKEND": MEDIA_STORAGE_BACKEND, "OPTIONS": MEDIA_STORAGE_OPTIONS},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 # Photos are stored here under server-generated names and never served directly:

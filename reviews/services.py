@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import BooleanField, Case, QuerySet, Value, When
 from django.db.models.functions import Now
 
-from batches.storage import media_path
+from batches.storage import local_path
 
 from .models import AUDIT, CLASS_OUTCOMES, Outcome, ReviewDecision, ReviewItem
 
@@ -206,5 +206,5 @@ def reviewed_photos(outcomes=CLASS_OUTCOMES) -> list[ReviewedPhoto]:
     decided = ReviewItem.objects.decided().select_related("prediction__image").order_by("reviewed_at", "id")
     for item in decided:
         image = item.prediction.image
-        latest[image.pk] = ReviewedPhoto(image.pk, media_path(image.file.name), item.outcome, item.final_class)
+        latest[image.pk] = ReviewedPhoto(image.pk, local_path(image.file.name), item.outcome, item.final_class)
     return [photo for photo in latest.values() if photo.outcome in outcomes]

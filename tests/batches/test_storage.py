@@ -142,3 +142,30 @@ def test_a_full_disk_keeps_nothing_of_the_upload_and_works_again_once_space_is_f
     image = Image.objects.get()
     assert media_path(image.file.name).is_relative_to(small_disk)
     assert PILImage.open(media_path(image.file.name)).size == (640, 480)
+
+
+def test_photos_in_a_storage_without_file_paths_are_stored_classified_shown_and_trained_on(trained_model, client):
+    """Every file access goes through STORAGES: with a storage that has no paths (as S3 has none)
+    photos are saved, classified, shown and copied for training without touching MEDIA_ROOT."""
+    from django.core.files.storage import default_storage
+
+    from batches import services, storage
+    from batches.models import BatchRun
+    from tests.helpers import make_user, register_file
+
+    in_memory = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    with override_settings(STORAGES=in_memory):
+        assert not storage.is_local()
+        images = [register_file(path) for path, _ in dev_photos("val", per_class=1)[:4]]
+        assert all(default_storage.exists(image.file.name) for image in images)
+        assert not any((Path(settings.MEDIA_ROOT) / image.file.name).exists() for image in images)
+        run = services.start_and_enqueue_run(BatchRun.Trigger.BUTTON, images)
+        run.refresh_from_db()
+        assert (run.status, run.n_predicted) == (BatchRun.Status.COMPLETED, 4)
+        client.force_login(make_user("olga", "operators"))
+        thumbnail = client.get(f"/images/{images[0].pk}/thumbnail.jpg")
+        assert thumbnail.status_code == 200 and thumbnail["Content-Type"] == "image/jpeg"
+        copy = storage.local_path(images[1].file.name)
+        with default_storage.open(images[1].file.name, "rb") as stored:
+            assert copy.read_bytes() == stored.read()
+        assert copy.is_relative_to(settings.VAR_DIR)

@@ -211,6 +211,17 @@ class BatchRun(models.Model):
         ]
 
     @property
+    def drift_note(self) -> str:
+        """Why a finished run has no drift figures ("" when it has them, or is not finished)."""
+        from classifier.drift import DRIFT_MIN_PHOTOS
+
+        if self.drift or not self.is_finished or self.status == self.Status.SKIPPED:
+            return ""
+        if self.n_predicted < DRIFT_MIN_PHOTOS:
+            return f"No drift figures: fewer than {DRIFT_MIN_PHOTOS} photos classified, too few to compare."
+        return f"No drift figures: version {self.model_version} keeps no baseline of its photos."
+
+    @property
     def drift_max(self) -> dict | None:
         """The larger PSI of the two, for the history's column."""
         return max(self.drift_rows, key=lambda row: row["psi"], default=None)

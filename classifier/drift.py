@@ -23,6 +23,9 @@ from collections.abc import Iterable
 CONFIDENCE_EDGES = tuple(round(i / 10, 1) for i in range(11))
 DRIFT_ALERT_PSI = 0.25
 DRIFT_EMPTY_SHARE = 1e-4
+# Below this many predictions a run's PSI says more about its size than its photos (a sample of n
+# inflates the class-mix PSI by about 14/n with 15 classes): no figure.
+DRIFT_MIN_PHOTOS = 100
 KINDS = ("classes", "confidence")
 
 
@@ -62,8 +65,8 @@ def psi(expected: list[float], actual: list[float]) -> float:
 
 def run_drift(reference: dict | None, class_counts: dict[str, int], histogram: list[int]) -> dict[str, float]:
     """{"classes": PSI, "confidence": PSI} of a run against a version's baseline; {} when the
-    version has no baseline or the run has no prediction."""
-    if not reference or not reference.get("photos") or not sum(histogram):
+    version has no baseline or the run has fewer than DRIFT_MIN_PHOTOS predictions."""
+    if not reference or not reference.get("photos") or sum(histogram) < DRIFT_MIN_PHOTOS:
         return {}
     names = sorted(set(reference["classes"]) | set(class_counts))
     return {

@@ -78,15 +78,20 @@ def test_a_run_of_things_we_do_not_sell_is_flagged(production_with_baseline, tmp
 
 
 def test_a_version_without_a_baseline_gives_no_drift_figures(trained_model):
-    run = run_of([path for path, _ in dev_photos("val", per_class=1)])
-    assert run.is_finished and run.drift == {} and sum(run.confidence_histogram) == run.n_predicted
+    run = run_of([path for path, _ in dev_photos("val", per_class=7)])
+    assert run.is_finished and run.drift == {} and sum(run.confidence_histogram) == run.n_predicted == 105
+    assert run.drift_note == f"No drift figures: version {run.model_version} keeps no baseline of its photos."
+
+
+def test_a_run_too_small_to_compare_gives_no_drift_figures(production_with_baseline):
+    run = run_of([path for path, _ in dev_photos("val", per_class=2)])
+    assert run.drift == {} and run.drift_note.startswith("No drift figures: fewer than 100 photos")
 
 
 def test_the_run_page_and_the_history_show_the_drift(production_with_baseline, client, django_user_model):
     from tests.helpers import make_user
 
-    shoes = sorted((DATASET / "val" / "casual_shoes").glob("*.jpg"))[:40]
-    run = run_of(shoes)
+    run = run_of(sorted((DATASET / "val" / "casual_shoes").glob("*.jpg")))
     client.force_login(make_user("olga", "operators"))
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert 'class="tag drift drifted" data-kind="classes"' in page

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.screenshots, pytest.mark.browser, pytest.mark.django_d
 TARGET = Path(os.environ.get("SCREENSHOTS_DIR", Path(__file__).resolve().parents[2] / "docs" / "screenshots"))
 
 
-def test_screenshots_of_the_operator_pages(browser, live_server, trained_model, settings):
+def test_screenshots_of_the_operator_pages(browser, live_server, production_with_baseline, settings):
     settings.REVIEW_SECOND_OPINION_RATE = 0.0
     TARGET.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 768})

@@ -223,8 +223,8 @@ def stack(tmp_path, production_with_baseline, monkeypatch):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_real_prometheus_scrapes_the_stack_and_every_rule_and_panel_has_data(stack):
-    # A night: 30 photos and one that cannot be read, classified by the workers.
-    photos = [path for path, _ in dev_photos("val", per_class=2)] + [BAD_INPUTS / "truncated.jpg"]
+    # A night: 105 photos (enough for drift figures) and one that cannot be read, classified by the workers.
+    photos = [path for path, _ in dev_photos("val", per_class=7)] + [BAD_INPUTS / "truncated.jpg"]
     images = [register_file(path) for path in photos]
     run = services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE, images)
     deadline = time.monotonic() + 180
@@ -263,14 +263,14 @@ def test_a_real_prometheus_scrapes_the_stack_and_every_rule_and_panel_has_data(s
         review_services.record_decision(audit.pk, reviewer, "tops", source="desk", seconds=3.0)
 
     # The counters add up: the workers' batch counts and both web workers' /predict counts.
-    batch = stack.wait_for_value('sum(images_processed_total{job="refundsite-workers",source="batch"})', 31)
+    batch = stack.wait_for_value('sum(images_processed_total{job="refundsite-workers",source="batch"})', 106)
     api = stack.wait_for_value('sum(images_processed_total{job="refundsite-web",source="api"})', 12)
     routed = stack.value('sum(predictions_routed_total{job="refundsite-workers",source="batch"})')
     failed = stack.value('sum(images_processed_total{job="refundsite-workers",outcome="failed_truncated"})')
     requests = stack.value('sum(django_http_requests_latency_seconds_by_view_method_count{view="predict"})')
-    assert (batch, api, routed, failed, requests) == (31, 12, 30, 1, 12)
-    assert stack.value('batch_images_processed{job="refundsite-web"}') == 31
-    assert stack.value("batch_success_rate") == pytest.approx(30 / 31)
+    assert (batch, api, routed, failed, requests) == (106, 12, 105, 1, 12)
+    assert stack.value('batch_images_processed{job="refundsite-web"}') == 106
+    assert stack.value("batch_success_rate") == pytest.approx(105 / 106)
     assert stack.value('batch_run_last_failed_by_reason{reason="truncated"}') == 1
     run.refresh_from_db()
     assert stack.value('batch_run_last_drift_psi{kind="classes"}') == run.drift["classes"]

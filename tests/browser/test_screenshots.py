@@ -1,5 +1,5 @@
 """Screenshots of the upload, run and history pages at 1366x768 for docs/screenshots/ (shown in
-the README). Not part of `make test`: `make screenshots` makes them again."""
+the README; the top of a drifted run's page in docs/operations.md). Not part of `make test`: `make screenshots` makes them again."""
 
 import os
 from pathlib import Path
@@ -31,12 +31,16 @@ def test_screenshots_of_the_operator_pages(browser, live_server, production_with
     page.wait_for_url("**/runs/*/")
     page.locator("#run-status", has_text="Completed").wait_for()
     page.screenshot(path=TARGET / "run.png")
-    for classes in (["belts", "wallets", "heels"], ["sunglasses", "backpacks"]):  # more history
+    # More history: two small uploads and a delivery of shoes only (its class mix drifted).
+    for classes, per_class in ((["belts", "wallets", "heels"], 3), (["sunglasses", "backpacks"], 3), (["casual_shoes"], 100)):
         page.goto("/upload/")
-        page.set_input_files("#id_photos", [path for path, _ in dev_photos("val", per_class=3, classes=classes)])
+        page.set_input_files("#id_photos", [path for path, _ in dev_photos("val", per_class=per_class, classes=classes)])
         page.click("#upload-button")
         page.wait_for_url("**/runs/*/")
         page.locator("#run-status", has_text="Completed").wait_for()
     page.goto("/runs/")
     page.screenshot(path=TARGET / "history.png")
+    page.click("table.grid tbody tr:first-child a")  # the shoes-only delivery
+    page.locator("#drift .tag.drifted").first.wait_for()
+    page.screenshot(path=TARGET / "run-drift.png", clip={"x": 0, "y": 0, "width": 1366, "height": 380})
     context.close()

@@ -52,6 +52,22 @@ def test_setup_schedules_refuses_a_cron_line_that_is_not_one(settings):
         call_command("setup_schedules", verbosity=0)
 
 
+def test_workers_refuses_a_metrics_port_without_a_metrics_folder_or_already_taken(settings, tmp_path):
+    import socket
+
+    settings.WORKER_METRICS_PORT = 9
+    settings.PROMETHEUS_MULTIPROC_DIR = ""
+    with pytest.raises(CommandError, match="WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR"):
+        call_command("workers", verbosity=0)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings.WORKER_METRICS_PORT = taken.getsockname()[1]
+        settings.PROMETHEUS_MULTIPROC_DIR = str(tmp_path)
+        with pytest.raises(CommandError, match=f"cannot serve the workers' metrics on 127.0.0.1:{settings.WORKER_METRICS_PORT}"):
+            call_command("workers", verbosity=0)
+
+
 def test_run_batch_without_a_model_says_how_to_get_one(settings, tmp_path):
     settings.MLFLOW_TRACKING_URI = f"sqlite:///{tmp_path / 'empty.db'}"
     settings.MODEL_CACHE_DIR = tmp_path / "models"

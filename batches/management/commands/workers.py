@@ -32,7 +32,7 @@ class Command(BaseCommand):
             entry.unlink(missing_ok=True)
         Path(folder).mkdir(parents=True, exist_ok=True)
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry, path=folder)
         try:
             start_http_server(settings.WORKER_METRICS_PORT, addr=settings.WORKER_METRICS_ADDR, registry=registry)
         except OSError as exc:

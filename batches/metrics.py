@@ -80,7 +80,11 @@ def last_run_gauges(last):
         ("batch_run_last_finished_timestamp_seconds", "When the last run finished", last.finished_at.timestamp()),
         ("batch_duration_seconds", "Duration of the last batch run", last.duration_seconds or 0),
         ("batch_images_processed", "Images the last batch run classified or failed", done),
-        ("batch_success_rate", "Share of the last batch run's images classified", last.n_predicted / done if done else 1),
+        (
+            "batch_success_rate",
+            "Share of the last batch run's images classified",
+            last.n_predicted / done if done else 1,
+        ),
     ]
     for name, documentation, value in figures:
         yield GaugeMetricFamily(name, documentation, value=value)
@@ -92,7 +96,9 @@ def last_run_gauges(last):
     for kind, value in last.drift.items():
         drift.add_metric([kind], value)
     yield drift
-    failed = GaugeMetricFamily("batch_run_last_failed_by_reason", "Failed images of the last run by reason", labels=["reason"])
+    failed = GaugeMetricFamily(
+        "batch_run_last_failed_by_reason", "Failed images of the last run by reason", labels=["reason"]
+    )
     for reason, count in last.failure_counts().items():
         failed.add_metric([reason], count)
     yield failed

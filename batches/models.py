@@ -237,7 +237,9 @@ class BatchRun(models.Model):
         """Photos of the run classified or failed, by the machine (WORKER_NAME) that did it."""
         counts: dict[str, int] = {}
         for model in (Prediction, FailedImage):
-            for worker, n in model.objects.for_run(self).values_list("worker").annotate(n=models.Count("id")).order_by():
+            for worker, n in (
+                model.objects.for_run(self).values_list("worker").annotate(n=models.Count("id")).order_by()
+            ):
                 counts[worker or "unknown"] = counts.get(worker or "unknown", 0) + n
         return dict(sorted(counts.items(), key=lambda item: -item[1]))
 

@@ -70,7 +70,9 @@ def run_drift(reference: dict | None, class_counts: dict[str, int], histogram: l
         return {}
     names = sorted(set(reference["classes"]) | set(class_counts))
     return {
-        "classes": round(psi([reference["classes"].get(n, 0) for n in names], [class_counts.get(n, 0) for n in names]), 4),
+        "classes": round(
+            psi([reference["classes"].get(n, 0) for n in names], [class_counts.get(n, 0) for n in names]), 4
+        ),
         "confidence": round(psi(reference["confidence"], histogram), 4),
     }
 

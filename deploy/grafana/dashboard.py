@@ -174,6 +174,8 @@ def render() -> str:
 
 if __name__ == "__main__":
     if "--check" in sys.argv:
-        sys.exit(0 if OUTPUT.read_text() == render() else f"{OUTPUT} is not what dashboard.py makes: run make dashboard")
+        sys.exit(
+            0 if OUTPUT.read_text() == render() else f"{OUTPUT} is not what dashboard.py makes: run make dashboard"
+        )
     OUTPUT.write_text(render())
     print(f"wrote {OUTPUT}")

@@ -191,8 +191,13 @@ def test_metrics_are_public_and_count_what_was_classified(client):
     photos = [path for path, _ in dev_photos("val", per_class=1, classes=["jeans", "watches"])]
     classes = [p["predicted_class"] for p in upload(client, *photos).json()["predictions"]]
     BatchRun.objects.create(
-        trigger="api", model_version="9", status="completed_with_failures", finished_at=timezone.now(),
-        total=4, n_predicted=3, n_failed=1,
+        trigger="api",
+        model_version="9",
+        status="completed_with_failures",
+        finished_at=timezone.now(),
+        total=4,
+        n_predicted=3,
+        n_failed=1,
     )
     # A skipped night (and an empty run) after it say nothing about speed or failures.
     BatchRun.objects.create(trigger="schedule", model_version="9", status="skipped", finished_at=timezone.now())
@@ -215,9 +220,10 @@ def test_metrics_are_public_and_count_what_was_classified(client):
     assert after[("batch_success_rate", ())] == 0.75
     assert after[("storage_used_ratio", (("volume", "media"),))] > 0
     # The empty nightly run finished now: the night is not late.
-    assert after[("batch_nightly_last_finished_timestamp_seconds", ())] >= after[
-        ("batch_nightly_scheduled_timestamp_seconds", ())
-    ]
+    assert (
+        after[("batch_nightly_last_finished_timestamp_seconds", ())]
+        >= after[("batch_nightly_scheduled_timestamp_seconds", ())]
+    )
 
 
 def test_the_api_schema_needs_a_login(client):

@@ -211,7 +211,9 @@ def scraped_batch_photos(port: int) -> float:
     )
 
 
-def test_two_machines_one_killed_mid_run_every_photo_classified_once_within_a_lease(tmp_path, trained_model, monkeypatch):
+def test_two_machines_one_killed_mid_run_every_photo_classified_once_within_a_lease(
+    tmp_path, trained_model, monkeypatch
+):
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "SYNC", False)

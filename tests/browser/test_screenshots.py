@@ -1,5 +1,6 @@
 """Screenshots of the upload, run and history pages at 1366x768 for docs/screenshots/ (shown in
-the README; the top of a drifted run's page in docs/operations.md). Not part of `make test`: `make screenshots` makes them again."""
+the README; the top of a drifted run's page in docs/operations.md). Not part of `make test`:
+`make screenshots` makes them again."""
 
 import os
 from pathlib import Path
@@ -32,9 +33,15 @@ def test_screenshots_of_the_operator_pages(browser, live_server, production_with
     page.locator("#run-status", has_text="Completed").wait_for()
     page.screenshot(path=TARGET / "run.png")
     # More history: two small uploads and a delivery of shoes only (its class mix drifted).
-    for classes, per_class in ((["belts", "wallets", "heels"], 3), (["sunglasses", "backpacks"], 3), (["casual_shoes"], 100)):
+    for classes, per_class in (
+        (["belts", "wallets", "heels"], 3),
+        (["sunglasses", "backpacks"], 3),
+        (["casual_shoes"], 100),
+    ):
         page.goto("/upload/")
-        page.set_input_files("#id_photos", [path for path, _ in dev_photos("val", per_class=per_class, classes=classes)])
+        page.set_input_files(
+            "#id_photos", [path for path, _ in dev_photos("val", per_class=per_class, classes=classes)]
+        )
         page.click("#upload-button")
         page.wait_for_url("**/runs/*/")
         page.locator("#run-status", has_text="Completed").wait_for()

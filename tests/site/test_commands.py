@@ -64,7 +64,9 @@ def test_workers_refuses_a_metrics_port_without_a_metrics_folder_or_already_take
         taken.listen()
         settings.WORKER_METRICS_PORT = taken.getsockname()[1]
         settings.PROMETHEUS_MULTIPROC_DIR = str(tmp_path)
-        with pytest.raises(CommandError, match=f"cannot serve the workers' metrics on 127.0.0.1:{settings.WORKER_METRICS_PORT}"):
+        with pytest.raises(
+            CommandError, match=f"cannot serve the workers' metrics on 127.0.0.1:{settings.WORKER_METRICS_PORT}"
+        ):
             call_command("workers", verbosity=0)
 
 

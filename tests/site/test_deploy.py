@@ -105,6 +105,10 @@ def test_the_image_runs_as_a_user_without_build_tools_and_cpu_wheels_by_default(
 def test_every_setting_the_product_reads_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     read = set(re.findall(r'env_\w+\(\s*"([A-Z0-9_]+)"', (ROOT / "refundsite" / "settings.py").read_text()))
-    read |= set(re.findall(r'os\.environ(?:\.get)?[\[(]\s*"([A-Z0-9_]+)"', (ROOT / "refundsite" / "gunicorn.conf.py").read_text()))
+    read |= set(
+        re.findall(
+            r'os\.environ(?:\.get)?[\[(]\s*"([A-Z0-9_]+)"', (ROOT / "refundsite" / "gunicorn.conf.py").read_text()
+        )
+    )
     undocumented = sorted(name for name in read if f"`{name}`" not in readme)
     assert not undocumented, f"settings missing from the README: {undocumented}"

@@ -318,31 +318,20 @@ def write_outcomes(run: BatchRun, images: list[Image], outcomes: list[Outcome]) 
     version = run.model_version
     predictions, failures = [], []
     for image, outcome in zip(images, outcomes):
+        written = {"image": image, "batch_run": run, "model_version": version, "worker": settings.WORKER_NAME}
         if isinstance(outcome, Classification):
             predictions.append(
                 Prediction(
-                    image=image,
-                    batch_run=run,
-                    model_version=version,
+                    **written,
                     predicted_class=outcome.predicted_class,
                     confidence=outcome.confidence,
                     threshold=outcome.threshold,
                     probabilities=outcome.probabilities,
                     review_reason=outcome.review_reason or "",
-                    worker=settings.WORKER_NAME,
                 )
             )
         else:
-            failures.append(
-                FailedImage(
-                    image=image,
-                    batch_run=run,
-                    model_version=version,
-                    reason=outcome.reason,
-                    detail=outcome.detail,
-                    worker=settings.WORKER_NAME,
-                )
-            )
+            failures.append(FailedImage(**written, reason=outcome.reason, detail=outcome.detail))
     ids = [image.pk for image in images]
     with transaction.atomic():
         Prediction.objects.bulk_create(predictions, ignore_conflicts=True)

@@ -122,7 +122,7 @@ def fetch_version(version: str) -> Path:
         return known
     target = cache_dir() / "versions" / info.identity
     if not _matches(target, info):
-        _download(version, target)
+        _download(version, target, info)
         if not _matches(target, info):
             raise RegistryUnavailable(f"version {version}: the downloaded weights do not match the registry's digest")
     _remember_copy(version, info.identity)
@@ -146,7 +146,7 @@ def _matches(target: Path, info: ModelVersionInfo) -> bool:
     return info.weights_sha256 is None or config.get("weights_sha256") == info.weights_sha256
 
 
-def _download(version: str, target: Path) -> None:
+def _download(version: str, target: Path, info: ModelVersionInfo) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
     try:
@@ -155,6 +155,9 @@ def _download(version: str, target: Path) -> None:
             artifact_uri=f"models:/{settings.MODEL_NAME}/{version}", dst_path=str(staging)
         )
         # A rename is atomic: a crash mid-download never leaves a half folder that looks complete.
+        # A damaged copy is replaced; a good one another process fetched meanwhile is kept.
+        if _matches(target, info):
+            return
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     except OSError:

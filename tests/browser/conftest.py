@@ -48,7 +48,10 @@ def page(browser, live_server, trained_model):
 
 
 def log_in(page, username, next_url="/"):
+    """Log in and wait until the page it leads to has loaded, its scripts included (a test that
+    chose files before the upload page's script had run saw nothing listed)."""
     page.goto(f"/accounts/login/?next={next_url}")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    with page.expect_navigation():
+        page.click("button[type=submit]")

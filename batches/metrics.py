@@ -106,7 +106,8 @@ def last_run_gauges(last):
 
 def nightly_gauges():
     """The dead man's switch of the nightly run: the NightlyRunLate alert fires while the last
-    nightly run that finished is older than the schedule's last firing before the deadline."""
+    nightly run that finished is older than the schedule's last firing before the deadline (a
+    product installed after that firing owes no run for it)."""
     from datetime import timedelta
 
     from croniter import croniter
@@ -140,10 +141,24 @@ def nightly_gauges():
         "The nightly schedule's last firing before that deadline",
         value=scheduled.timestamp(),
     )
+    if finished is None:  # before the first nightly run: since the product was installed
+        finished = installed_at()
     yield GaugeMetricFamily(
         "batch_nightly_last_finished_timestamp_seconds",
-        "When the last nightly run finished (completed, with or without failures); 0: never",
+        "When the last nightly run finished (completed, with or without failures); before the first, "
+        "when the product was installed",
         value=finished.timestamp() if finished else 0,
+    )
+
+
+def installed_at():
+    """When this app's tables were created (its first migration), or None."""
+    from django.db.migrations.recorder import MigrationRecorder
+
+    return (
+        MigrationRecorder.Migration.objects.filter(app="batches", name="0001_initial")
+        .values_list("applied", flat=True)
+        .first()
     )
 
 

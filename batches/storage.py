@@ -141,6 +141,9 @@ def used_ratios() -> dict[str, float]:
         folders["media"] = Path(default_storage.location)
     ratios = {}
     for volume, folder in folders.items():
+        folder = Path(folder)
+        while not folder.exists() and folder != folder.parent:  # not made yet: the volume it will be on
+            folder = folder.parent
         try:
             usage = shutil.disk_usage(folder)
         except OSError:

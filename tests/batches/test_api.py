@@ -226,6 +226,17 @@ def test_metrics_are_public_and_count_what_was_classified(client):
     )
 
 
+def test_before_the_first_nightly_run_the_night_counts_from_the_installation(client):
+    from django.db.migrations.recorder import MigrationRecorder
+
+    installed = MigrationRecorder.Migration.objects.get(app="batches", name="0001_initial").applied
+    figures = scrape()
+    assert figures[("batch_nightly_last_finished_timestamp_seconds", ())] == installed.timestamp()
+    # A run from the pages is not a nightly run.
+    BatchRun.objects.create(trigger="button", model_version="9", status="completed", finished_at=timezone.now())
+    assert scrape()[("batch_nightly_last_finished_timestamp_seconds", ())] == installed.timestamp()
+
+
 def test_the_api_schema_needs_a_login(client):
     assert APIClient().get("/api/schema/").status_code == 401
     assert client.get("/api/schema/").status_code == 200

@@ -162,6 +162,33 @@ def installed_at():
     )
 
 
+class RetrainCollector:
+    """When the weekly retrain last trained and judged a candidate (the RetrainMissing alert);
+    before the first, when the product was installed. Nothing when RETRAIN_CRON is empty."""
+
+    def collect(self):
+        from django.conf import settings
+
+        from classifier.models import Retrain
+
+        if not settings.RETRAIN_CRON:
+            return
+        try:
+            last = (
+                Retrain.objects.filter(outcome__in=[Retrain.Outcome.PROMOTED, Retrain.Outcome.REFUSED])
+                .values_list("finished_at", flat=True)
+                .first()
+            ) or installed_at()
+            yield GaugeMetricFamily(
+                "model_retrain_last_success_timestamp_seconds",
+                "When a retrain last trained and judged a candidate (promoted or refused); before the first, "
+                "when the product was installed",
+                value=last.timestamp() if last else 0,
+            )
+        except Exception:  # a scrape must answer even when the database does not
+            logger.exception("cannot read the retrain figures for /metrics")
+
+
 class StorageCollector:
     """How full the volumes of the photos and of the working files are."""
 
@@ -175,6 +202,7 @@ class StorageCollector:
 
 
 DATABASE_COLLECTORS.register(BatchRunCollector())
+DATABASE_COLLECTORS.register(RetrainCollector())
 DATABASE_COLLECTORS.register(StorageCollector())
 
 

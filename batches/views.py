@@ -12,6 +12,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
 from classifier import registry
+from classifier.models import Retrain
 
 from . import exports, ingest, previews, services
 from .forms import UploadForm
@@ -79,7 +80,9 @@ def run_list(request):
     page = Paginator(BatchRun.objects.all(), 50).get_page(request.GET.get("page"))
     version = registry.remembered_alias(settings.MODEL_ALIAS)
     unclassified = Image.objects.unresolved_for(version).count() if version else Image.objects.count()
-    return render(request, "batches/run_list.html", {"page": page, "unclassified": unclassified, "version": version})
+    retrains = Retrain.objects.all()[:5]
+    context = {"page": page, "unclassified": unclassified, "version": version, "retrains": retrains}
+    return render(request, "batches/run_list.html", context)
 
 
 TRIAGE = [

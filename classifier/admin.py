@@ -3,7 +3,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from .models import AliasChange
+from .models import AliasChange, Retrain
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -49,3 +49,30 @@ class AliasChangeAdmin(ReadOnlyAdmin):
     @admin.display(description="Evaluation figures")
     def evaluation_figures(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.evaluation, indent=2, sort_keys=True))
+
+
+@admin.register(Retrain)
+class RetrainAdmin(ReadOnlyAdmin):
+    """The weekly retrains: each candidate, how it scored against production, and its outcome."""
+
+    list_display = [
+        "started_at",
+        "trigger",
+        "outcome",
+        "candidate_version",
+        "production_version",
+        "reviewed_photos",
+        "accuracy",
+        "reason",
+    ]
+    list_filter = ["outcome", "trigger"]
+    readonly_fields = [f.name for f in Retrain._meta.fields if f.name != "figures"] + ["gate_figures"]
+    exclude = ["figures"]
+
+    @admin.display(description="Accuracy (candidate vs production)")
+    def accuracy(self, obj):
+        return "; ".join(row["text"] for row in obj.accuracy_rows()) or "-"
+
+    @admin.display(description="Promotion gate's figures")
+    def gate_figures(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.figures, indent=2, sort_keys=True))

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from .models import AliasChange
+from .models import AliasChange, Retrain
 
 if TYPE_CHECKING:  # training imports torch: only where a model is fitted
     from .training import TrainConfig, TrainResult
@@ -29,7 +30,11 @@ MAX_CLASS_RECALL_DROP = 0.03
 
 
 class PromotionRefused(Exception):
-    """The candidate scores worse than production; --force overrides."""
+    """The candidate scores worse than production; --force overrides. `evaluation`: the figures."""
+
+    def __init__(self, message: str, evaluation: dict | None = None):
+        super().__init__(message)
+        self.evaluation = evaluation or {}
 
 
 @dataclass
@@ -257,7 +262,7 @@ def promote(version: str | None, actor: str, *, data_dirs: Iterable[Path] = (), 
     elif current is not None:
         evaluation = {"problems": ["no labelled folder to compare the candidate with production on"]}
     if evaluation.get("problems") and not force:
-        raise PromotionRefused("; ".join(evaluation["problems"]))
+        raise PromotionRefused("; ".join(evaluation["problems"]), evaluation)
     action = AliasChange.Action.FORCED_PROMOTE if force else AliasChange.Action.PROMOTE
     return move_alias(PRODUCTION, version, action, actor, evaluation)
 
@@ -278,3 +283,49 @@ def rollback(actor: str) -> AliasChange:
     if current is None or last_move is None:
         raise PromotionRefused("there is no earlier production version to roll back to")
     return move_alias(PRODUCTION, last_move.from_version, AliasChange.Action.ROLLBACK, actor)
+
+
+def retrain(
+    data_dirs: list[Path],
+    eval_dirs: list[Path],
+    cfg: TrainConfig,
+    *,
+    trigger: str,
+    actor: str,
+    extra_samples: list[tuple[Path, int]] = (),
+    progress: Callable[[dict], None] = lambda event: None,
+) -> Retrain:
+    """Train a candidate on `data_dirs` plus `extra_samples` (reviewers' decisions), point staging at
+    it, and promote it only through the promotion gate on `eval_dirs`; record the outcome. A
+    failure anywhere leaves production where it was."""
+    from . import registry
+
+    record = Retrain.objects.create(
+        trigger=trigger, reviewed_photos=len(extra_samples), production_version=registry.alias_version(PRODUCTION) or ""
+    )
+    try:
+        trained = train_and_register(
+            data_dirs,
+            cfg,
+            run_name="retrain",
+            actor=actor,
+            action=AliasChange.Action.TRAIN,
+            extra_samples=list(extra_samples),
+            extra_params={"n_reviews": len(extra_samples), "recipe": "retrain"},
+            eval_dirs=eval_dirs,
+            progress=progress,
+        )
+        record.candidate_version = trained.version
+        change = promote(trained.version, actor, data_dirs=eval_dirs)
+        record.figures = change.evaluation
+        record.outcome = Retrain.Outcome.PROMOTED
+    except PromotionRefused as exc:
+        record.outcome, record.reason = Retrain.Outcome.REFUSED, str(exc)
+        record.figures = exc.evaluation
+    except Exception as exc:  # anything else: production stays, the outcome says why
+        logger.exception("retrain %s failed", record.pk)
+        record.outcome, record.reason = Retrain.Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+    record.finished_at = timezone.now()
+    record.save()
+    logger.info("retrain %s: %s %s %s", record.pk, record.outcome, record.candidate_version, record.reason)
+    return record

@@ -353,6 +353,11 @@ def env_time_of_day(name: str, default: str) -> tuple[int, int]:
     return int(hours), int(minutes)
 
 
+# The weekly retrain (reviews.tasks.weekly_retrain): cron line, empty to disable; the recipe is
+# bootstrap_model's linear probe on at most this many photos per class and training folder.
+RETRAIN_CRON = env_str("RETRAIN_CRON", "0 3 * * 0")
+RETRAIN_MAX_PER_CLASS = env_int("RETRAIN_MAX_PER_CLASS", 400, minimum=1)
+
 # The nightly run must have finished by this time (TIME_ZONE): the NightlyRunLate alert.
 NIGHTLY_DEADLINE = env_time_of_day("NIGHTLY_DEADLINE", "06:00")
 

@@ -151,6 +151,13 @@ def dashboard() -> Dashboard:
                 31,
                 w=8,
             ),
+            stat(
+                "Days since a retrain judged a candidate",
+                f"(time() - model_retrain_last_success_timestamp_seconds{{{WEB}}}) / 86400",
+                0,
+                47,
+                w=6,
+            ),
             series(
                 "Volumes in use",
                 [(f"storage_used_ratio{{{WEB}}}", "{{volume}}")],

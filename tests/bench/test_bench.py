@@ -54,3 +54,46 @@ def test_bench_review_decides_every_item_once_through_the_desk_and_leaves_the_da
         assert figures["decisions_per_second"] > 0 and sum(figures["per_reviewer"]) == 12
     assert document["config"]["database"] == "postgresql"
     assert not ReviewItem.objects.exists() and not ReviewDecision.objects.exists()
+
+
+def test_simulate_reviews_runs_weeks_of_returns_and_leaves_production_and_the_database_alone(trained_model, tmp_path):
+    """The flywheel on a small set: real photos as returns and judge, catalogue photos to train on."""
+    import os
+
+    from classifier import registry
+    from classifier.models import Retrain
+    from tests.helpers import DATASET, small_folder
+
+    version, _ = trained_model
+    real = DATASET.parent / "refund-items-real"
+    classes = ("jeans", "shirts", "tshirts")
+
+    def folder(name, source, per_class):
+        for label in classes:
+            (tmp_path / name / label).mkdir(parents=True)
+            for path in sorted((source / label).glob("*.jpg"))[:per_class]:
+                os.symlink(path, tmp_path / name / label / path.name)
+        return str(tmp_path / name)
+
+    train = str(small_folder(tmp_path / "train", split="train", classes=classes, per_class=8))
+    gate = str(small_folder(tmp_path / "gate", split="val", classes=classes, per_class=6))
+    returns, judge = folder("returns", real / "train", 6), folder("judge", real / "val", 4)
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "simulate_reviews",
+        *("--returns", returns, "--judge", judge, "--train", train, "--eval", gate),
+        *("--weeks", "1", "--nights", "2", "--max-per-class", "8"),
+        stdout=out,
+        stderr=err,
+    )
+    rows = json.loads(out.getvalue().splitlines()[-1])
+    assert [row["week"] for row in rows] == [0, 1]
+    week = rows[1]
+    assert week["returns"] == 18 and 0 <= week["auto_accepted_live"] <= 1
+    assert 1 <= week["reviewed_total"] <= 18  # what the first version did not accept, decided by the oracle
+    assert week["retrain"] in ("promoted", "refused")
+    assert all(0 <= row["judge_auto_accept_rate"] <= 1 and 0 <= row["judge_accuracy"] <= 1 for row in rows)
+    assert "week" in out.getvalue().splitlines()[0] and "judge: auto-accepted" in out.getvalue()
+    # The installation's production, database and retrain history are untouched.
+    assert registry.alias_version("production") == version
+    assert not Image.objects.exists() and not BatchRun.objects.exists() and not Retrain.objects.exists()

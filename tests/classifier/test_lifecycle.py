@@ -267,6 +267,20 @@ def test_the_gate_refuses_a_class_recall_drop_of_more_than_three_points():
     assert services.compare_reports(report(0.89, {"tops": 0.9, "belts": 1.0}), production)[0].startswith("accuracy")
 
 
+def test_the_gate_judges_class_recall_only_on_classes_with_enough_photos():
+    def scored(recalls):
+        report = {"accuracy": 0.9, "per_class": {}}
+        for name, (recall, support) in recalls.items():
+            report["per_class"][name] = {"recall": recall, "support": support}
+        return report
+
+    production = scored({"tops": (0.5, 2), "shirts": (0.9, 40)})
+    # One of two tops lost is chance; four points of forty shirts are not.
+    assert services.compare_reports(scored({"tops": (0.0, 2), "shirts": (0.9, 40)}), production) == []
+    problems = services.compare_reports(scored({"tops": (0.5, 2), "shirts": (0.85, 40)}), production)
+    assert problems == ["recall of shirts drops from 90.00% to 85.00%"]
+
+
 class BootstrapTests(IsolatedRegistry):
     def test_without_data_it_registers_the_demo_model_flagged_as_demo(self):
         with override_settings(TRAIN_DATA_DIR=""):

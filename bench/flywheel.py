@@ -78,13 +78,13 @@ def simulate(
             oracle = Oracle(labels)
             for week in range(1, weeks + 1):
                 week_samples = samples[(week - 1) * nights * per_night : week * nights * per_night]
-                runs = []
+                arrived = []
                 for night in range(nights):
                     tonight = week_samples[night * per_night : (night + 1) * per_night]
                     if tonight:
-                        runs.append(night_of_returns([path for path, _ in tonight]))
+                        arrived += night_of_returns([path for path, _ in tonight])
                         oracle.decide_waiting()
-                live = week_figures(runs)
+                live = week_figures(arrived)
                 record = Retrain.objects.get(pk=tasks.weekly_retrain(trigger="simulation"))
                 inference.forget_loaded()
                 rows.append(
@@ -106,23 +106,27 @@ def simulate(
     return rows
 
 
-def night_of_returns(paths: list[Path]) -> BatchRun:
-    """The photos registered, then the nightly run over every photo without a result."""
+def night_of_returns(paths: list[Path]) -> list[Image]:
+    """The night's returns registered, then the nightly run over every photo without a result from
+    the production version (after a promotion, the earlier returns too, as in the product)."""
+    images = []
     for path in paths:
         with open(path, "rb") as stream:
-            ingest.register_image(stream, path.name, Image.Source.INBOX)
+            images.append(ingest.register_image(stream, path.name, Image.Source.INBOX)[0])
     run = services.start_batch_run(BatchRun.Trigger.SCHEDULE)
     while engine.process_run(run.pk):
         pass
-    run.refresh_from_db()
-    return run
+    return images
 
 
-def week_figures(runs: list[BatchRun]) -> dict:
-    predictions = Prediction.objects.filter(batch_run__in=runs)
-    photos = predictions.count()
-    accepted = predictions.filter(review_reason="").count()
-    return {"photos": photos, "auto_accepted": round(accepted / photos, 4) if photos else None}
+def week_figures(arrived: list[Image]) -> dict:
+    """The week's new returns and the share of them production accepted automatically on their night."""
+    predictions = Prediction.objects.filter(image__in=arrived, batch_run__trigger=BatchRun.Trigger.SCHEDULE)
+    first = {}
+    for prediction in predictions.order_by("id"):
+        first.setdefault(prediction.image_id, prediction)  # the night it arrived
+    accepted = sum(1 for prediction in first.values() if not prediction.review_reason)
+    return {"photos": len(arrived), "auto_accepted": round(accepted / len(first), 4) if first else None}
 
 
 def judged(judge: Path) -> dict:

@@ -61,7 +61,9 @@ def why_not_now() -> str:
     or another retrain is under way (a re-delivered task)."""
     running = BatchRun.objects.running().first()
     if running is not None:
-        return f"batch run {running.pk} is running; the retrain waits for next week's schedule (or run bin/manage retrain)"
+        return (
+            f"batch run {running.pk} is running; the retrain waits for next week's schedule (or run bin/manage retrain)"
+        )
     stale = timezone.now() - timedelta(seconds=RETRAIN_TIMEOUT_SECONDS)
     Retrain.objects.filter(outcome=Retrain.Outcome.RUNNING, started_at__lt=stale).update(
         outcome=Retrain.Outcome.FAILED, reason="its worker stopped before it finished", finished_at=timezone.now()

@@ -53,6 +53,12 @@ class Retrain(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        constraints = [
+            # Two retrain tasks starting at the same moment: the database lets only one run.
+            models.UniqueConstraint(
+                fields=["outcome"], condition=models.Q(outcome="running"), name="one_retrain_running"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Retrain {self.pk} ({self.get_outcome_display()})"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .models import AliasChange, Retrain
@@ -304,9 +304,22 @@ def retrain(
     failure anywhere leaves production where it was."""
     from . import registry
 
-    record = Retrain.objects.create(
-        trigger=trigger, reviewed_photos=len(extra_samples), production_version=registry.alias_version(PRODUCTION) or ""
-    )
+    try:
+        with transaction.atomic():
+            record = Retrain.objects.create(
+                trigger=trigger,
+                reviewed_photos=len(extra_samples),
+                production_version=registry.alias_version(PRODUCTION) or "",
+            )
+    except IntegrityError:  # another retrain started since the caller looked (one_retrain_running)
+        now = timezone.now()
+        return Retrain.objects.create(
+            trigger=trigger,
+            outcome=Retrain.Outcome.SKIPPED,
+            reason="another retrain started at the same time and is still running",
+            started_at=now,
+            finished_at=now,
+        )
     try:
         trained = train_and_register(
             data_dirs,

@@ -152,6 +152,19 @@ class RetrainScheduleTests(TestCase):
         with self.assertRaisesMessage(CommandError, f"skipped: batch run {running.pk} is running"):
             call_command("retrain", stdout=io.StringIO())
 
+    def test_two_retrains_starting_at_once_run_one_and_skip_the_other(self):
+        # The second task passed why_not_now() at the same moment as the first: the database
+        # lets one retrain be running, and the second is recorded as skipped, nothing trained.
+        from classifier import services as model_services
+        from classifier.training import TrainConfig
+
+        first = Retrain.objects.create(trigger="schedule")
+        second = model_services.retrain(
+            [Path("/nowhere")], [], TrainConfig(epochs=0, unfreeze=0), trigger="schedule", actor="test"
+        )
+        assert second.outcome == Retrain.Outcome.SKIPPED and "still running" in second.reason
+        assert second.candidate_version == "" and Retrain.objects.get(pk=first.pk).outcome == Retrain.Outcome.RUNNING
+
     def test_metrics_say_when_a_retrain_last_judged_a_candidate(self):
         from django.utils import timezone
 

@@ -208,3 +208,11 @@ def reviewed_photos(outcomes=CLASS_OUTCOMES) -> list[ReviewedPhoto]:
         image = item.prediction.image
         latest[image.pk] = ReviewedPhoto(image.pk, local_path(image.file.name), item.outcome, item.final_class)
     return [photo for photo in latest.values() if photo.outcome in outcomes]
+
+
+def training_samples(classes: list[str]) -> tuple[list[tuple[Path, int]], int]:
+    """(stored photo, class index) for every reviewed photo whose final class is one of `classes`
+    (the training data's), and how many reviewed photos were left out for naming another class."""
+    reviewed = reviewed_photos()
+    samples = [(photo.path, classes.index(photo.final_class)) for photo in reviewed if photo.final_class in classes]
+    return samples, len(reviewed) - len(samples)

@@ -44,14 +44,14 @@ def weekly_retrain(trigger: str = "schedule") -> int:
         return Retrain.objects.create(
             trigger=trigger, outcome=Retrain.Outcome.FAILED, reason=f"TRAIN_DATA_DIR: {exc}", finished_at=now
         ).pk
-    reviewed = [photo for photo in services.reviewed_photos() if photo.final_class in classes]
+    reviewed, _ = services.training_samples(classes)
     record = model_services.retrain(
         data_dirs,
         [Path(folder) for folder in settings.EVAL_DATA_DIR],
         TrainConfig(epochs=0, unfreeze=0, max_per_class=settings.RETRAIN_MAX_PER_CLASS),
         trigger=trigger,
         actor=f"retrain ({trigger})",
-        extra_samples=[(photo.path, classes.index(photo.final_class)) for photo in reviewed],
+        extra_samples=reviewed,
     )
     return record.pk
 

@@ -26,9 +26,7 @@ class Command(train.Command):
         """(stored photo, class index) for every reviewed photo whose final class is trained here."""
         if not options["include_reviews"]:
             return {"reviews": []}
-        reviewed = services.reviewed_photos()
-        samples = [(photo.path, classes.index(photo.final_class)) for photo in reviewed if photo.final_class in classes]
-        skipped = len(reviewed) - len(samples)
+        samples, skipped = services.training_samples(classes)
         self.stderr.write(
             f"including {len(samples)} reviewed photos"
             + (f" ({skipped} skipped: their class is not in {', '.join(options['data'])})" if skipped else "")

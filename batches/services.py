@@ -86,7 +86,7 @@ def enqueue_batch_run(run: BatchRun, tasks: int | None = None) -> None:
         finish_run_if_done(run)
         return
     chunks = -(-run.total // settings.BATCH_CHUNK_SIZE)
-    for _ in range(tasks or max(1, min(chunks, settings.Q_CLUSTER["workers"] * 2))):
+    for _ in range(tasks or max(1, min(chunks, settings.BATCH_RUN_TASKS))):
         queue_run_task(run.pk)
 
 

@@ -340,6 +340,10 @@ BATCH_MAX_ATTEMPTS = env_int("BATCH_MAX_ATTEMPTS", 3, minimum=1)
 # Written with each outcome, so a run's page shows which machine did its work.
 WORKER_NAME = env_str("WORKER_NAME") or socket.gethostname()
 BATCH_TASK_SECONDS = env_int("BATCH_TASK_SECONDS", 60, minimum=1)
+# Tasks a run is queued as (never more than its chunks). Each qcluster fetches up to
+# queue_limit + 2 tasks ahead, so with several machines give every machine's workers some:
+# about 4 x the workers of all machines. 0: 2 x Q_WORKERS (one machine).
+BATCH_RUN_TASKS = env_int("BATCH_RUN_TASKS", 0, minimum=0) or 2 * env_int("Q_WORKERS", 1, minimum=1)
 # Above this share of failed photos (judged after 20 outcomes) a run stops as failed: 1.0 never stops.
 BATCH_MAX_FAILURE_RATE = env_float("BATCH_MAX_FAILURE_RATE", 0.5, 0.0, 1.0)
 NIGHTLY_CRON = env_str("NIGHTLY_CRON", "0 2 * * *")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,13 @@ REJECTED = {
     "html_as_jpg.jpg": FailureReason.UNSUPPORTED_FORMAT,
     "image.svg": FailureReason.UNSUPPORTED_FORMAT,
 }
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def require_dataset() -> None:

@@ -226,6 +226,21 @@ class RunTests(EngineTestMixin, TestCase):
         assert run.status == BatchRun.Status.COMPLETED and run.n_predicted == 2
         assert services.resume_stalled_runs() == []  # nothing left to resume
 
+    def test_a_run_is_queued_as_batch_run_tasks_tasks_at_most_one_per_chunk(self):
+        from django_q.conf import Conf
+        from django_q.models import OrmQ
+
+        run = self.make_run(self.make_images(40))
+        with mock.patch.object(Conf, "SYNC", False):
+            with override_settings(BATCH_RUN_TASKS=8, BATCH_CHUNK_SIZE=10, BATCH_PROGRESS_STEPS=1):
+                services.enqueue_batch_run(run)  # 4 chunks: 4 tasks
+                assert OrmQ.objects.count() == 4
+                OrmQ.objects.all().delete()
+            with override_settings(BATCH_RUN_TASKS=8, BATCH_CHUNK_SIZE=1, BATCH_PROGRESS_STEPS=1):
+                services.enqueue_batch_run(run)  # enough work for every machine's workers
+                assert OrmQ.objects.count() == 8
+        assert {task.name() for task in OrmQ.objects.all()} == {f"batch-run-{run.pk}"}
+
     def test_a_run_with_nothing_to_do_is_finished_when_queued(self):
         run = self.make_run([])
         services.enqueue_batch_run(run)

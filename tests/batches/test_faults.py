@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
@@ -22,7 +23,7 @@ from django.utils import timezone
 from batches import services
 from batches.models import BatchRun, FailedImage, Image, Prediction
 from tests.batches.cluster import QCluster, cluster_environment
-from tests.helpers import DATASET, register_file, require_dataset
+from tests.helpers import DATASET, free_port, register_file, require_dataset
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,9 +170,9 @@ def test_two_clusters_and_two_runs_over_the_same_photos_infer_each_photo_once(cl
 def machine(tmp_path: Path, name: str, port: int) -> QCluster:
     """`manage.py workers` as on a machine of its own: it shares only PostgreSQL, the photos (and
     inbox) folder and the registry service with the others; its working files, model cache and
-    metrics folder are its own. The product's lease (BATCH_LEASE_SECONDS, 60 s) and task length."""
-    from django.conf import settings
-
+    metrics folder are its own. The product's lease (BATCH_LEASE_SECONDS, 60 s) and task length,
+    and runs queued as the README says for two machines (BATCH_RUN_TASKS=8: each qcluster fetches
+    up to 4 tasks ahead, so with fewer the first machine to poll could take them all)."""
     home = tmp_path / name
     (home / "metrics").mkdir(parents=True)
     env = cluster_environment(
@@ -180,20 +181,13 @@ def machine(tmp_path: Path, name: str, port: int) -> QCluster:
         PROMETHEUS_MULTIPROC_DIR=str(home / "metrics"),
         WORKER_METRICS_PORT=str(port),
         WORKER_NAME=name,
+        BATCH_RUN_TASKS="8",
         MLFLOW_TRACKING_URI=settings.MLFLOW_TRACKING_URI,
         MLFLOW_ARTIFACT_ROOT=settings.MLFLOW_ARTIFACT_ROOT,
     )
     for key in ("BATCH_LEASE_SECONDS", "BATCH_TASK_SECONDS", "BATCH_CHUNK_SIZE"):
         env.pop(key, None)
     return QCluster(env, tmp_path / f"{name}.log", command="workers").start()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scraped_batch_photos(port: int) -> float:
@@ -217,6 +211,7 @@ def test_two_machines_one_killed_mid_run_every_photo_classified_once_within_a_le
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(settings, "BATCH_RUN_TASKS", 8)
     images = register(400)
     run = services.start_and_enqueue_run(BatchRun.Trigger.SCHEDULE, images)
     ports = {"machine-a": free_port(), "machine-b": free_port()}

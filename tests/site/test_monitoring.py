@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from batches import services
 from batches.models import BatchRun
 from reviews import services as review_services
 from tests.batches.cluster import QCluster, cluster_environment
-from tests.helpers import BAD_INPUTS, dev_photos, make_user, register_file, review_item
+from tests.helpers import BAD_INPUTS, dev_photos, free_port, make_user, register_file, review_item
 
 DEPLOY = Path(settings.BASE_DIR) / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
@@ -46,12 +45,6 @@ def binary(name: str) -> str:
     found = shutil.which(name)
     assert found, f"{name} is not installed: `make test` installs Debian's prometheus package (make prometheus)"
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_every_alert_rule_fires_in_one_case_and_stays_quiet_in_another():

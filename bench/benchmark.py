@@ -12,6 +12,11 @@ For each photo set, in one process and on the same photos:
 - efficiency: pipeline / ideal, ideal = 1 / (1/decode_only + 1/model_only);
 - naive: the same code with one photo per chunk and per forward pass, full-size decoding with
   PIL and PyTorch eager (fp32 on the CPU).
+- vs_reference_b0: the pipeline against a plain fp32 EfficientNet-B0 forward pass (PyTorch
+  eager, channels_last, batch 32) measured in the same process: a yardstick that moves with
+  the machine, so that runs on different (or busy) machines compare.
+With `--compare ALIAS`, the version under that alias (a candidate at another input size, say)
+gets the same figures on the same photos, beside production's.
 The photos are registered in a throw-away database (Django's test database machinery), so
 nothing of the product's own data is touched.
 """
@@ -43,6 +48,7 @@ from classifier.imaging import Rejection
 
 LARGE_SIZE = (1280, 960)
 REPEATS = 3  # decode-only and model-only are the median of this many passes
+REFERENCE_BATCH = 32  # the fp32 EfficientNet-B0 yardstick's forward batch
 
 
 def dev_photo_paths(count: int) -> list[Path]:
@@ -245,50 +251,94 @@ def configuration(classifier) -> dict:
     }
 
 
-def run(count: int, naive_count: int, accuracy: bool, progress: Callable[[str], None]) -> dict:
-    PIPELINE_PEAKS.clear()
-    from classifier import evaluation, inference
+def run(
+    count: int,
+    naive_count: int,
+    accuracy: bool,
+    progress: Callable[[str], None],
+    compare: tuple[str, ...] = (),
+    reference_photos: int = 256,
+) -> dict:
+    """The production alias's version (MODEL_ALIAS) measured in full; each alias in `compare` (e.g.
+    a candidate trained at another input size, under `staging`) on the same photos beside it,
+    without the naive path; and the plain fp32 EfficientNet-B0 reference, all in one process."""
+    from classifier import backbones
 
-    version, _ = inference.resolve_production()
-    classifier = inference.get_classifier(version)
     work = Path(settings.VAR_DIR) / "bench"
     small = dev_photo_paths(count)
     progress(f"making {len(small)} 1280x960 photos under {work} (once)")
     large = large_photos(small, work / "photos-1280x960")
-    # The first forward passes pay one-off costs (ONNX Runtime's and cuDNN's set-up), not per photo.
-    classifier.classify_files(small[: classifier.forward_batch] + large[:2])
-    classifier.synchronise()
+    sets = (("photos_60x80", small), ("photos_1280x960", large))
     media = Path(tempfile.mkdtemp(prefix="media-", dir=work))
-    document: dict = {}
+    compared: dict = {}
     try:
-        with override_settings(MEDIA_ROOT=str(media)), throwaway_database():
-            sets = (("photos_60x80", small), ("photos_1280x960", large))
-            for name, paths in sets:
-                progress(f"{name}: {len(paths)} photos")
-                document[name] = measure_set(paths, classifier)
-                progress(f"{name}: {document[name]}")
-            # The batch path's own peak (both sets), not the set-up's nor the naive path's.
-            document["peak_rss_mb"] = round(max(PIPELINE_PEAKS), 1)
-            for name, paths in sets:
-                progress(f"{name}: naive path on {min(naive_count, len(paths))} photos")
-                naive, naive_n = naive_speed(paths[:naive_count], classifier)
-                document[name] |= rounded({"naive_img_s": naive, "naive_n": naive_n})
+        with override_settings(MEDIA_ROOT=str(media)):
+            with throwaway_database():
+                document = measure_version(sets, naive_count, progress)
+            for alias in compare:  # each in a database of its own: every photo is new work again
+                with override_settings(MODEL_ALIAS=alias), throwaway_database():
+                    progress(f"the version under {alias!r}")
+                    compared[alias] = measure_version(sets, 0, progress)
     finally:
         shutil.rmtree(media, ignore_errors=True)
+    progress(f"reference: {backbones.REFERENCE['network']} fp32, batch {REFERENCE_BATCH}")
+    reference = backbones.reference_speed(batch=REFERENCE_BATCH, photos=reference_photos)
+    document["reference_b0"] = {**backbones.REFERENCE, "batch": REFERENCE_BATCH, "img_s": round(reference, 3)}
     document["peak_rss_mb_whole_bench"] = round(peak_rss_mb(), 1)
+    folders = [Path(folder) for folder in settings.EVAL_DATA_DIR if Path(folder).is_dir()]
+    for figures in [document, *compared.values()]:
+        for name, _ in sets:
+            figures[name]["vs_reference_b0"] = round(figures[name]["pipeline_img_s"] / reference, 3)
+        figures["val_accuracy"] = None
+        if accuracy and folders:
+            figures |= accuracy_figures(figures["config"]["model_version"], folders, progress)
+    if compare:
+        document["compared"] = compared
+    return document
+
+
+def measure_version(sets, naive_count: int, progress: Callable[[str], None]) -> dict:
+    """Every figure of the version the alias (MODEL_ALIAS) points at, on each photo set."""
+    from classifier import inference
+
+    version, _ = inference.resolve_production()
+    classifier = inference.get_classifier(version)
+    # The first forward passes pay one-off costs (ONNX Runtime's and cuDNN's set-up), not per photo.
+    small, large = (paths for _, paths in sets)
+    classifier.classify_files(small[: classifier.forward_batch] + large[:2])
+    classifier.synchronise()
+    PIPELINE_PEAKS.clear()
+    document: dict = {}
+    for name, paths in sets:
+        progress(f"version {version}, {name}: {len(paths)} photos")
+        document[name] = measure_set(paths, classifier)
+        progress(f"{name}: {document[name]}")
+    # The batch path's own peak (both sets), not the set-up's nor the naive path's.
+    document["peak_rss_mb"] = round(max(PIPELINE_PEAKS), 1)
+    if naive_count:
+        for name, paths in sets:
+            progress(f"{name}: naive path on {min(naive_count, len(paths))} photos")
+            naive, naive_n = naive_speed(paths[:naive_count], classifier)
+            document[name] |= rounded({"naive_img_s": naive, "naive_n": naive_n})
     document["device"] = str(classifier.device)
     document["config"] = configuration(classifier)
-    document["val_accuracy"] = None
-    folders = [Path(folder) for folder in settings.EVAL_DATA_DIR if Path(folder).is_dir()]
-    if accuracy and folders:
-        document["val_accuracy"] = {}
-        for label, val in zip(folder_labels(folders), folders):
-            progress(f"accuracy on {val}")
-            with contextlib.redirect_stdout(io.StringIO()):
-                document["val_accuracy"][label] = round(evaluation.evaluate(classifier, val)["accuracy"], 4)
-                if classifier.runtime != "torch":  # what the faster runtime costs, measured beside it
-                    with override_settings(INFERENCE_RUNTIME="torch"):
-                        reference = inference.get_classifier(classifier.version)
-                        fp32 = round(evaluation.evaluate(reference, val)["accuracy"], 4)
-                    document.setdefault("val_accuracy_fp32", {})[label] = fp32
     return document
+
+
+def accuracy_figures(version: str, folders: list[Path], progress: Callable[[str], None]) -> dict:
+    """Top-1 of the version as benchmarked on each folder and, when its runtime is not PyTorch,
+    of the same version through PyTorch fp32, so that what a faster runtime costs is beside it."""
+    from classifier import evaluation, inference
+
+    classifier = inference.get_classifier(version)
+    figures: dict = {"val_accuracy": {}}
+    for label, val in zip(folder_labels(folders), folders):
+        progress(f"version {version}: accuracy on {val}")
+        with contextlib.redirect_stdout(io.StringIO()):
+            figures["val_accuracy"][label] = round(evaluation.evaluate(classifier, val)["accuracy"], 4)
+            if classifier.runtime != "torch":
+                with override_settings(INFERENCE_RUNTIME="torch"):
+                    reference = inference.get_classifier(version)
+                    fp32 = round(evaluation.evaluate(reference, val)["accuracy"], 4)
+                figures.setdefault("val_accuracy_fp32", {})[label] = fp32
+    return figures

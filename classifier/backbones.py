@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import statistics
+import time
 
 import timm
 import torch
@@ -165,3 +167,25 @@ def normalise(batch: torch.Tensor, prep: dict) -> torch.Tensor:
 def eval_transform(prep: dict):
     """PIL picture -> normalised tensor, as the serving path sees it."""
     return transforms.Compose([square_transform(prep), to_tensor(prep)])
+
+
+REFERENCE = {"network": "efficientnet_b0", "runtime": "pytorch eager fp32", "memory_format": "channels_last"}
+
+
+def reference_speed(batch: int = 32, size: int = 224, photos: int = 256, repeats: int = 3) -> float:
+    """Images/s of a plain fp32 EfficientNet-B0 forward pass (PyTorch eager, channels_last) on this
+    machine and its current thread setting: the yardstick `bench` sets the batch path against.
+    Median of `repeats` passes over `photos` photos. Untrained weights: the speed does not depend
+    on them, and nothing is downloaded."""
+    model = timm.create_model(REFERENCE["network"], pretrained=False).eval().to(memory_format=torch.channels_last)
+    pixels = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    passes = max(1, photos // batch)
+    seconds = []
+    with torch.inference_mode():
+        model(pixels)  # one-off costs (allocations, kernel choice) are not per photo
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for _ in range(passes):
+                model(pixels)
+            seconds.append(time.perf_counter() - started)
+    return passes * batch / statistics.median(seconds)

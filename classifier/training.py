@@ -61,6 +61,9 @@ class TrainConfig:
     seed: int = 0
     max_per_class: int | None = None
     resize: str = "pad"
+    # Side of the square the network sees, in pixels; 0: the network's own (224 for lite0). Kept in
+    # the version's config: each version serves at its own size (docs/model.md "Serving size").
+    input_size: int = 0
     # Every training folder makes up at least this share of an epoch (a small folder's photos are
     # seen several times): 290 real photos beside 5,980 catalogue ones would otherwise barely count.
     min_folder_share: float = 0.1
@@ -95,8 +98,17 @@ class TrainResult:
     holdout_groups: list[int] = field(default_factory=list)  # the training folder of each held-out photo
 
 
-def preprocessing(arch: str, resize: str = "crop") -> dict:
-    return backbones.data_config(arch, resize)
+MIN_INPUT_SIZE = 32  # EfficientNet halves the picture five times
+
+
+def preprocessing(arch: str, resize: str = "crop", input_size: int = 0) -> dict:
+    """The version's preprocessing: the network's own, at `input_size` pixels when given."""
+    prep = backbones.data_config(arch, resize)
+    if input_size:
+        if input_size < MIN_INPUT_SIZE:
+            raise ValueError(f"input size {input_size} px is too small: {MIN_INPUT_SIZE} px at least")
+        prep["input_size"] = [prep["input_size"][0], input_size, input_size]
+    return prep
 
 
 # --- Fitting ------------------------------------------------------------------------
@@ -197,7 +209,7 @@ def train(
     repeats += [shares[-1]] * len(extra_samples)
     if extra_samples:
         manifest += dataset_manifest(list(extra_samples), classes, Path("/"), folder="extra")
-    prep = preprocessing(cfg.arch, cfg.resize)
+    prep = preprocessing(cfg.arch, cfg.resize, cfg.input_size)
 
     model = backbones.create_pretrained(cfg.arch).eval()
     model.reset_classifier(len(classes))

@@ -39,6 +39,48 @@ def test_bench_prints_every_figure_for_both_photo_sets_and_leaves_the_database_a
     assert not Image.objects.exists() and not BatchRun.objects.exists()
 
 
+def test_bench_compares_a_version_at_another_input_size_and_sets_both_against_the_b0_reference(
+    trained_model, tmp_path, settings
+):
+    from classifier import inference, registry, services, training
+    from tests.helpers import DATASET, small_folder
+
+    version, _ = trained_model
+    settings.EVAL_DATA_DIR = [str(small_folder(tmp_path / "val", split="val", per_class=2))]
+    cfg = training.TrainConfig(epochs=0, unfreeze=0, holdout=0.0, max_per_class=4, seed=1, input_size=128)
+    result = training.train(DATASET / "train", cfg)
+    smaller = services.register_model(
+        result.model, result.config, run_name="test-128", params={"recipe": "test"}, history=result.history
+    )
+    registry.set_alias("staging", smaller.version)
+    try:
+        out = io.StringIO()
+        call_command(
+            "bench",
+            *("--photos", "4", "--naive-photos", "1", "--reference-photos", "32", "--compare", "staging"),
+            stdout=out,
+            stderr=io.StringIO(),
+        )
+    finally:
+        registry.set_alias("staging", version)
+        inference.forget_loaded()
+    document = json.loads(out.getvalue())
+    reference = document["reference_b0"]
+    assert reference["network"] == "efficientnet_b0" and reference["batch"] == 32 and reference["img_s"] > 0
+    beside = document["compared"]["staging"]
+    # Production at its 224 px and the candidate at its own 128 px, on the same photos.
+    assert document["config"]["input_size"] == [3, 224, 224] and document["config"]["model_version"] == version
+    assert beside["config"]["input_size"] == [3, 128, 128] and beside["config"]["model_version"] == smaller.version
+    for figures in (document, beside):
+        assert figures["peak_rss_mb"] > 100 and 0 <= min(figures["val_accuracy"].values()) <= 1
+        for name in ("photos_60x80", "photos_1280x960"):
+            assert figures[name]["n"] == 4 and figures[name]["efficiency"] > 0
+            assert figures[name]["vs_reference_b0"] == pytest.approx(
+                figures[name]["pipeline_img_s"] / reference["img_s"], rel=0.01
+            )
+    assert "naive_img_s" not in beside["photos_60x80"]  # the slow naive path is measured once
+
+
 def test_bench_review_decides_every_item_once_through_the_desk_and_leaves_the_database_alone():
     from reviews.models import ReviewDecision, ReviewItem
 

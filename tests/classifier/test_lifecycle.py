@@ -8,6 +8,7 @@ import torch
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.test import override_settings
+from PIL import Image as PILImage
 
 from classifier import inference, registry, services, training
 from classifier.datasets import folder_label
@@ -96,6 +97,24 @@ class TrainCommandTests(IsolatedRegistry):
         for name, tensor in first.model.state_dict().items():
             assert torch.equal(tensor, second.model.state_dict()[name]), name
         assert first.config["routing"] == second.config["routing"]
+
+    def test_a_version_trained_at_a_smaller_input_size_serves_at_its_own_size(self):
+        data = small_folder(self.tmp_path / "train", split="train", per_class=6)
+        summary = json.loads(
+            run_command("train", "--data", str(data), "--no-val", "--epochs", "0", "--input-size", "128", "--json")
+        )
+        classifier = inference.get_classifier(summary["version"])
+        assert classifier.config["preprocessing"]["input_size"] == [3, 128, 128]
+        assert classifier.runtime == "onnx-int8"  # the int8 network was built for 128 px too
+        # A big camera photo is resized to the version's size, then classified.
+        photo = self.tmp_path / "camera.jpg"
+        PILImage.new("RGB", (1280, 960), (40, 90, 160)).save(photo, format="JPEG")
+        (tensor,) = classifier.decode_many([photo])
+        assert tuple(tensor.shape) == (3, 128, 128)
+        (outcome,) = classifier.classify_files([photo, *sorted((data / "jeans").glob("*.jpg"))[:1]])[1:]
+        assert outcome.predicted_class == "jeans"
+        with pytest.raises(CommandError, match="32 px at least"):
+            run_command("train", "--data", str(data), "--no-val", "--epochs", "0", "--input-size", "16")
 
     def test_it_explains_a_missing_folder(self):
         with pytest.raises(CommandError, match="not a directory"):

@@ -21,6 +21,20 @@ class Command(BaseCommand):
         )
         parser.add_argument("--naive-photos", type=int, default=100, help="photos for the naive path (it is slow)")
         parser.add_argument("--no-accuracy", action="store_true", help="skip scoring the model on EVAL_DATA_DIR")
+        parser.add_argument(
+            "--reference-photos",
+            type=int,
+            default=256,
+            help="photos per pass of the fp32 EfficientNet-B0 reference (median of 3 passes)",
+        )
+        parser.add_argument(
+            "--compare",
+            nargs="*",
+            default=os.environ.get("BENCH_COMPARE", "").split(),
+            metavar="ALIAS",
+            help="registry aliases whose versions are measured beside production's on the same photos, "
+            "e.g. a candidate at another input size under staging (default: BENCH_COMPARE)",
+        )
 
     def handle(self, *args, **options):
         from classifier import inference
@@ -33,6 +47,8 @@ class Command(BaseCommand):
                 min(options["naive_photos"], options["photos"]),
                 accuracy=not options["no_accuracy"],
                 progress=lambda line: self.stderr.write(line),
+                compare=tuple(options["compare"]),
+                reference_photos=max(benchmark.REFERENCE_BATCH, options["reference_photos"]),
             )
         except (inference.ModelUnavailable, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc

@@ -50,6 +50,13 @@ class Command(BaseCommand):
             help="pad: whole photo on a white square; crop: centre crop",
         )
         parser.add_argument(
+            "--input-size",
+            type=int,
+            default=defaults.input_size,
+            help="side of the square the network sees, in pixels, kept in the version's config "
+            "(default 0: the network's own, 224 for lite0)",
+        )
+        parser.add_argument(
             "--desk-scenes",
             action=argparse.BooleanOptionalAction,
             default=defaults.desk_scenes,

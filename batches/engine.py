@@ -29,7 +29,7 @@ from classifier.outcomes import Classification, Outcome
 
 from . import metrics
 from .models import BatchRun, FailedImage, Image, Prediction
-from .services import finish_run_if_done, stop_if_failing
+from .services import chunk_size, finish_run_if_done, stop_if_failing
 from .storage import photo_source
 
 logger = logging.getLogger(__name__)
@@ -39,9 +39,6 @@ DATABASE_RETRY_SECONDS = 1.0
 
 # How often a worker with nothing claimable looks again while others hold the run's last photos.
 LEASE_POLL_SECONDS = 1.0
-
-# The smallest chunk a small run is cut into so that its progress moves (BATCH_PROGRESS_STEPS).
-MIN_CHUNK = 8
 
 
 class Decoding(Protocol):
@@ -199,12 +196,6 @@ def start_chunk(run: BatchRun, classifier: ChunkClassifier, retries: bool = True
         return None
     images = list(Image.objects.filter(pk__in=ids).only("id", "file"))
     return Chunk(ids, images, classifier.start_decoding([photo_source(image.file.name) for image in images]), retry)
-
-
-def chunk_size(total: int) -> int:
-    """Photos per claim for a run of `total` photos: BATCH_CHUNK_SIZE, or less for a small run so
-    that it is written in about BATCH_PROGRESS_STEPS steps (of MIN_CHUNK photos at least)."""
-    return min(settings.BATCH_CHUNK_SIZE, max(MIN_CHUNK, -(-total // settings.BATCH_PROGRESS_STEPS)))
 
 
 def classify_chunk(chunk: Chunk, classifier: ChunkClassifier) -> list[Outcome]:

@@ -77,6 +77,16 @@ def start_and_enqueue_run(
     return run
 
 
+# The smallest chunk a small run is cut into so that its progress moves (BATCH_PROGRESS_STEPS).
+MIN_CHUNK = 8
+
+
+def chunk_size(total: int) -> int:
+    """Photos per claim for a run of `total` photos: BATCH_CHUNK_SIZE, or less for a small run so
+    that it is written in about BATCH_PROGRESS_STEPS steps (of MIN_CHUNK photos at least)."""
+    return min(settings.BATCH_CHUNK_SIZE, max(MIN_CHUNK, -(-total // settings.BATCH_PROGRESS_STEPS)))
+
+
 def enqueue_batch_run(run: BatchRun, tasks: int | None = None) -> None:
     """Hand the run to the task queue: a few tasks, each a loop of chunks (see tasks.process_run).
 
@@ -85,7 +95,7 @@ def enqueue_batch_run(run: BatchRun, tasks: int | None = None) -> None:
     if run.total == 0:
         finish_run_if_done(run)
         return
-    chunks = -(-run.total // settings.BATCH_CHUNK_SIZE)
+    chunks = -(-run.total // chunk_size(run.total))  # as the engine will cut the run
     for _ in range(tasks or max(1, min(chunks, settings.BATCH_RUN_TASKS))):
         queue_run_task(run.pk)
 

@@ -239,6 +239,10 @@ class RunTests(EngineTestMixin, TestCase):
             with override_settings(BATCH_RUN_TASKS=8, BATCH_CHUNK_SIZE=1, BATCH_PROGRESS_STEPS=1):
                 services.enqueue_batch_run(run)  # enough work for every machine's workers
                 assert OrmQ.objects.count() == 8
+                OrmQ.objects.all().delete()
+            with override_settings(BATCH_RUN_TASKS=8, BATCH_CHUNK_SIZE=256, BATCH_PROGRESS_STEPS=10):
+                services.enqueue_batch_run(run)  # a small run is cut smaller (chunks of 8): 5 chunks
+                assert OrmQ.objects.count() == 5
         assert {task.name() for task in OrmQ.objects.all()} == {f"batch-run-{run.pk}"}
 
     def test_a_run_with_nothing_to_do_is_finished_when_queued(self):
